@@ -1,0 +1,243 @@
+//! The server certificate: its details (x509-parser), and how the judgement of rustls/webpki
+//! and the `tls_domain` rules of the spec read in the table.
+//!
+//! Details are extracted from the presented chain whatever the verdict, so an admin sees
+//! *which* certificate failed. The chain itself (trust, validity, signatures, key usage,
+//! revocation against configured CRLs) is judged by rustls's webpki verifier in [`crate::tls`];
+//! this module maps its error to an outcome and checks the name against `tls_domain`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rustls::{CertificateError, Error as TlsError};
+use rustls_pki_types::CertificateDer;
+use serde::Serialize;
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::config::TlsDomain;
+use crate::verdict::Outcome;
+
+/// The leaf certificate as `probe --json` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateInfo {
+    pub subject: String,
+    /// DNS names and IP addresses of the subjectAltName extension.
+    pub names: Vec<String>,
+    pub issuer: String,
+    pub not_before: String,
+    pub not_after: String,
+    /// Whole days from now to `not_after`; negative once expired.
+    pub days_left: i64,
+    /// SHA-1 of the DER, upper-case hex without separators, as EOP's NDRs print it.
+    pub sha1_thumbprint: String,
+    /// SHA-256 of the DER, upper-case hex with colons, as `openssl x509 -fingerprint` prints it.
+    pub sha256_fingerprint: String,
+    /// How many certificates the server presented.
+    pub chain_length: usize,
+    #[serde(skip)]
+    pub common_names: Vec<String>,
+    #[serde(skip)]
+    pub not_after_unix: i64,
+}
+
+impl CertificateInfo {
+    /// Reads the leaf of `chain`. `None` if there is no certificate or it does not parse.
+    pub fn from_chain(
+        chain: &[CertificateDer<'_>],
+        now: OffsetDateTime,
+    ) -> Option<CertificateInfo> {
+        let der = chain.first()?;
+        let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+        let mut names = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(d) => names.push(d.to_string()),
+                    GeneralName::IPAddress(bytes) => {
+                        if let Some(ip) = ip_from_bytes(bytes) {
+                            names.push(ip.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let common_names = cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
+            .collect();
+        let validity = cert.validity();
+        let not_after = validity.not_after.to_datetime();
+        Some(CertificateInfo {
+            subject: cert.subject().to_string(),
+            names,
+            issuer: cert.issuer().to_string(),
+            not_before: rfc3339(validity.not_before.to_datetime()),
+            not_after: rfc3339(not_after),
+            days_left: (not_after - now).whole_days(),
+            sha1_thumbprint: hex(&Sha1::digest(der.as_ref()), ""),
+            sha256_fingerprint: hex(&Sha256::digest(der.as_ref()), ":"),
+            chain_length: chain.len(),
+            common_names,
+            not_after_unix: not_after.unix_timestamp(),
+        })
+    }
+
+    /// The subject as EOP's SubjectMismatch message shows it: the common name, else the
+    /// first alternative name, else the whole subject.
+    pub fn presented_subject(&self) -> String {
+        self.common_names
+            .first()
+            .or(self.names.first())
+            .cloned()
+            .unwrap_or_else(|| self.subject.clone())
+    }
+
+    /// The names `tls_domain` is checked against: the subjectAltName DNS names and the
+    /// subject common names. Exchange matches either, so the probe does too.
+    pub fn candidate_names(&self) -> impl Iterator<Item = &str> {
+        self.names
+            .iter()
+            .chain(&self.common_names)
+            .map(String::as_str)
+    }
+
+    /// The expiry warning, if `not_after` is within `window` of `now`.
+    pub fn expiring_within(&self, window: Duration, now: OffsetDateTime) -> Option<String> {
+        let left = self.not_after_unix - now.unix_timestamp();
+        (left >= 0 && (left as u64) < window.as_secs()).then(|| {
+            format!(
+                "certificate expires in {} day(s), on {}; from then on Microsoft 365 will fail validation (4.7.320)",
+                self.days_left, self.not_after
+            )
+        })
+    }
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+fn hex(bytes: &[u8], sep: &str) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// How a rustls/webpki chain error reads in the table. `None` for a name error: the chain
+/// was fine (webpki checks the name last) and the name is judged by [`matches_tls_domain`].
+pub fn chain_outcome(e: &TlsError) -> Option<(Outcome, String)> {
+    let TlsError::InvalidCertificate(ce) = e else {
+        return Some((Outcome::Invalid, format!("certificate rejected: {e}")));
+    };
+    #[allow(deprecated)] // the context-free variants are still produced by some paths
+    let outcome = match ce {
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            return None;
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => Outcome::Expired,
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            Outcome::NotYetValid
+        }
+        CertificateError::UnknownIssuer => Outcome::Untrusted,
+        CertificateError::Revoked => Outcome::Revoked,
+        _ => Outcome::Invalid,
+    };
+    let what = match outcome {
+        Outcome::Expired => "certificate has expired",
+        Outcome::NotYetValid => "certificate is not valid yet",
+        Outcome::Untrusted => {
+            "certificate chain does not lead to a trusted root (unknown issuer, self-signed, or a missing intermediate)"
+        }
+        Outcome::Revoked => "certificate has been revoked",
+        _ => "certificate is invalid",
+    };
+    Some((outcome, format!("{what} ({e})")))
+}
+
+/// The spec's name rules: an exact `tls_domain` matches a certificate name equal to it, or a
+/// wildcard certificate name covering exactly one label (`*.contoso.com` covers
+/// `mail.contoso.com`, RFC 6125); a wildcard `tls_domain` (`*.contoso.com`) matches any
+/// certificate name under `contoso.com`, at any depth, wildcard names included, but not
+/// `contoso.com` itself.
+pub fn matches_tls_domain<'a>(
+    domain: &TlsDomain,
+    mut names: impl Iterator<Item = &'a str>,
+) -> bool {
+    names.any(|raw| {
+        let name = raw.trim_end_matches('.').to_ascii_lowercase();
+        match domain {
+            TlsDomain::Exact(want) => {
+                name == *want
+                    || name.strip_prefix("*.").is_some_and(|parent| {
+                        parent.contains('.')
+                            && !parent.contains('*')
+                            && want
+                                .split_once('.')
+                                .is_some_and(|(label, rest)| !label.is_empty() && rest == parent)
+                    })
+            }
+            TlsDomain::Subdomains(suffix) => name
+                .strip_suffix(suffix.as_str())
+                .and_then(|head| head.strip_suffix('.'))
+                .is_some_and(|labels| {
+                    // One or more labels under the suffix; only the first may be a wildcard.
+                    labels.split('.').enumerate().all(|(i, l)| {
+                        !l.is_empty() && if l == "*" { i == 0 } else { !l.contains('*') }
+                    })
+                }),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_domain_rules() {
+        let exact = TlsDomain::parse("mail.contoso.com").unwrap();
+        let sub = TlsDomain::parse("*.contoso.com").unwrap();
+        let cases: &[(&TlsDomain, &str, bool)] = &[
+            (&exact, "mail.contoso.com", true),
+            (&exact, "MAIL.contoso.com.", true),
+            (&exact, "*.contoso.com", true),
+            (&exact, "other.contoso.com", false),
+            (&exact, "contoso.com", false),
+            (&exact, "*.mail.contoso.com", false),
+            (&exact, "*.com", false),
+            (&exact, "mail.contoso.com.evil.net", false),
+            (&sub, "mail.contoso.com", true),
+            (&sub, "a.b.contoso.com", true),
+            (&sub, "*.contoso.com", true),
+            (&sub, "*.eu.contoso.com", true),
+            (&sub, "contoso.com", false),
+            (&sub, "evilcontoso.com", false),
+            (&sub, "mail.contoso.com.evil.net", false),
+            (&sub, "mail.fabrikam.com", false),
+        ];
+        for (domain, name, want) in cases {
+            assert_eq!(
+                matches_tls_domain(domain, std::iter::once(*name)),
+                *want,
+                "{domain} vs {name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Turns byte spans into line and column, and key paths into spans and back.
+//!
+//! serde reports a span; validation knows a key path. Both are resolved here against
+//! toml's spanned document tree, so every error can name line, column and key.
+
+use std::fmt;
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// One step of a key path: a table key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A path from the document root to a value, e.g. `connector[1].timeouts.dns`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPath(pub Vec<Seg>);
+
+impl KeyPath {
+    pub fn root() -> Self {
+        Self(Vec::new())
+    }
+
+    /// This path extended by a table key.
+    pub fn key(&self, key: &str) -> Self {
+        let mut segs = self.0.clone();
+        segs.push(Seg::Key(key.to_owned()));
+        Self(segs)
+    }
+
+    /// This path extended by an array index.
+    pub fn index(&self, index: usize) -> Self {
+        let mut segs = self.0.clone();
+        segs.push(Seg::Index(index));
+        Self(segs)
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The parsed document with its spans, for locating keys.
+pub struct Locator<'a> {
+    source: &'a str,
+    tree: Option<Spanned<DeTable<'a>>>,
+}
+
+impl<'a> Locator<'a> {
+    pub fn new(source: &'a str) -> Self {
+        Self {
+            source,
+            tree: DeTable::parse(source).ok(),
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.source.len());
+        let before = &self.source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = self.source[line_start..offset].chars().count() + 1;
+        (line, column)
+    }
+
+    /// The span of the key (for a table key) or the value (for an array element) at `path`.
+    /// Falls back to the deepest ancestor that exists, so a missing key points at its table.
+    pub fn span_of(&self, path: &KeyPath) -> Option<Range<usize>> {
+        let tree = self.tree.as_ref()?;
+        let mut best = tree.span();
+        let mut table: Option<&DeTable<'_>> = Some(tree.get_ref());
+        let mut value: Option<&Spanned<DeValue<'_>>> = None;
+        for seg in &path.0 {
+            match seg {
+                Seg::Key(k) => {
+                    let Some((key, v)) =
+                        table.and_then(|t| t.iter().find(|(key, _)| key.get_ref() == k))
+                    else {
+                        break;
+                    };
+                    best = key.span();
+                    value = Some(v);
+                }
+                Seg::Index(n) => {
+                    let Some(item) = value
+                        .and_then(|v| v.get_ref().as_array())
+                        .and_then(|a| a.get(*n))
+                    else {
+                        break;
+                    };
+                    best = item.span();
+                    value = Some(item);
+                }
+            }
+            table = value.and_then(|v| v.get_ref().as_table());
+        }
+        Some(best)
+    }
+
+    /// The path of the innermost key whose key or value contains `span`.
+    pub fn path_at(&self, span: &Range<usize>) -> Option<KeyPath> {
+        let tree = self.tree.as_ref()?;
+        let mut path = KeyPath::root();
+        descend_table(tree.get_ref(), span, &mut path);
+        (!path.0.is_empty()).then_some(path)
+    }
+
+    /// A best-effort key for a syntax error: the `key =` or `[table]` on the error's line.
+    pub fn key_on_line(&self, offset: usize) -> Option<String> {
+        let (line, _) = self.line_col(offset);
+        let text = self.source.lines().nth(line - 1)?.trim();
+        if let Some(header) = text.strip_prefix('[') {
+            let name = header.trim_start_matches('[').split(']').next()?.trim();
+            return (!name.is_empty()).then(|| name.to_owned());
+        }
+        let key = text.split('=').next()?.trim();
+        (!key.is_empty() && text.contains('=')).then(|| key.to_owned())
+    }
+}
+
+fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end && outer.start < outer.end
+}
+
+fn descend_table(table: &DeTable<'_>, span: &Range<usize>, path: &mut KeyPath) {
+    for (key, value) in table.iter() {
+        if contains(&key.span(), span) {
+            path.0.push(Seg::Key(key.get_ref().to_string()));
+            return;
+        }
+        if contains(&value.span(), span) {
+            path.0.push(Seg::Key(key.get_ref().to_string()));
+            descend_value(value, span, path);
+            return;
+        }
+    }
+    // Array-of-tables values span only their headers; search their bodies too.
+    for (key, value) in table.iter() {
+        if let Some(items) = value.get_ref().as_array() {
+            for (i, item) in items.iter().enumerate() {
+                if let Some(t) = item.get_ref().as_table() {
+                    let mut sub = KeyPath::root();
+                    descend_table(t, span, &mut sub);
+                    if !sub.0.is_empty() {
+                        path.0.push(Seg::Key(key.get_ref().to_string()));
+                        path.0.push(Seg::Index(i));
+                        path.0.extend(sub.0);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn descend_value(value: &Spanned<DeValue<'_>>, span: &Range<usize>, path: &mut KeyPath) {
+    match value.get_ref() {
+        DeValue::Table(t) => descend_table(t, span, path),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if contains(&item.span(), span) {
+                    path.0.push(Seg::Index(i));
+                    descend_value(item, span, path);
+                    return;
+                }
+            }
+        }
+        _ => {}
+    }
+}

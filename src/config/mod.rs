@@ -1,0 +1,292 @@
+//! Configuration: the TOML file of `interface.md`, read in two steps.
+//!
+//! [`raw`] mirrors the file with serde (`deny_unknown_fields`, nothing defaulted);
+//! [`validate`] turns it into the [`Config`] model below, with `[defaults]` applied to every
+//! connector and every contradiction rejected. Errors of either step are located by
+//! [`locate`] and carry file, line, column and key.
+
+mod effective;
+mod error;
+mod hosts;
+mod locate;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+pub use hosts::{Host, SmartHost, TlsDomain};
+use locate::Locator;
+
+/// Where `--config` points when it is not given and `$CONNECTOR_PROBE_CONFIG` is unset.
+pub const DEFAULT_PATH: &str = "/etc/connector-probe/connector-probe.toml";
+/// The environment variable that names the configuration file.
+pub const ENV_VAR: &str = "CONNECTOR_PROBE_CONFIG";
+
+/// EOP's `TlsSettings` on an outbound connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// `$null`: STARTTLS when offered, certificate not judged.
+    Opportunistic,
+    /// `EncryptionOnly`: STARTTLS required, certificate not judged.
+    EncryptionOnly,
+    /// `CertificateValidation`: STARTTLS required, chain and validity judged, name not.
+    CertificateValidation,
+    /// `DomainValidation`: as above, and a name must match `tls_domain`.
+    DomainValidation,
+}
+
+impl TlsMode {
+    pub const ALL: [TlsMode; 4] = [
+        TlsMode::Opportunistic,
+        TlsMode::EncryptionOnly,
+        TlsMode::CertificateValidation,
+        TlsMode::DomainValidation,
+    ];
+
+    /// Whether a missing or refused STARTTLS fails the connector.
+    pub fn requires_tls(self) -> bool {
+        self != TlsMode::Opportunistic
+    }
+
+    /// Whether a certificate problem fails the connector (rather than being a warning).
+    pub fn validates_certificate(self) -> bool {
+        matches!(
+            self,
+            TlsMode::CertificateValidation | TlsMode::DomainValidation
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Opportunistic => "opportunistic",
+            TlsMode::EncryptionOnly => "encryption-only",
+            TlsMode::CertificateValidation => "certificate-validation",
+            TlsMode::DomainValidation => "domain-validation",
+        }
+    }
+}
+
+/// Which address families of a smart host are probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    Any,
+    Ipv4,
+    Ipv6,
+}
+
+impl IpFamily {
+    pub fn wants_v4(self) -> bool {
+        self != IpFamily::Ipv6
+    }
+
+    pub fn wants_v6(self) -> bool {
+        self != IpFamily::Ipv4
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::Any => "any",
+            IpFamily::Ipv4 => "ipv4",
+            IpFamily::Ipv6 => "ipv6",
+        }
+    }
+}
+
+/// How a certificate failure is spelled: the documented `4.7.320`, or the `4.4.317` seen in
+/// NDRs since about 2023.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum CertificateFailureCode {
+    #[serde(rename = "4.7.320")]
+    CertificateValidationFailed,
+    #[serde(rename = "4.4.317")]
+    CannotConnect,
+}
+
+impl CertificateFailureCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateFailureCode::CertificateValidationFailed => "4.7.320",
+            CertificateFailureCode::CannotConnect => "4.4.317",
+        }
+    }
+}
+
+/// Every wait of the pipeline has its own bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The whole resolve stage (A and AAAA, or MX and its hosts).
+    pub dns: Duration,
+    pub connect: Duration,
+    /// From connect to a complete greeting.
+    pub banner: Duration,
+    /// Each SMTP command's complete reply (EHLO, STARTTLS, QUIT).
+    pub command: Duration,
+    /// The TLS handshake.
+    pub tls: Duration,
+}
+
+impl Timeouts {
+    /// The longest a probe of one target can take: the sum of every stage's bound.
+    pub fn total(&self) -> Duration {
+        // resolve, connect, banner, EHLO, STARTTLS, TLS, EHLO again, QUIT.
+        self.dns + self.connect + self.banner + self.command * 4 + self.tls
+    }
+}
+
+/// The settings of `[defaults]`, after every connector's overrides are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub helo_name: String,
+    pub port: u16,
+    pub interval: Duration,
+    pub tls: TlsMode,
+    pub expiry_warning: Duration,
+    pub ip_family: IpFamily,
+    pub certificate_failure_code: CertificateFailureCode,
+    pub timeouts: Timeouts,
+}
+
+/// How a connector finds its servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `smart_hosts`: every address of every host, in order.
+    SmartHosts(Vec<SmartHost>),
+    /// `mx_domain`: the MX hosts of the domain by preference (EOP's `UseMXRecord`).
+    Mx(String),
+}
+
+/// One outbound connector, fully resolved against `[defaults]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connector {
+    pub name: String,
+    pub route: Route,
+    pub tls_domain: Option<TlsDomain>,
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DnsConfig {
+    /// Empty: the system's `resolv.conf`.
+    pub nameservers: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    pub ca_file: Option<PathBuf>,
+    /// Roots from `ca_file` (and, for the demo, generated ones), added to the native store.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// An extension of `interface.md`: CRLs (PEM) against which chains are checked, so that
+    /// revocation can be judged where the admin has revocation data.
+    pub crl_file: Option<PathBuf>,
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub concurrency: usize,
+    pub message_expiration: Duration,
+    /// When EOP's "Messages have been delayed" alert fires (1 h in EOP); settable for tests.
+    pub queue_alert_after: Duration,
+    /// `None` disables the HTTP endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `None` (an empty string in the file) keeps state in memory only.
+    pub state_file: Option<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it was read from (`<built-in>` for an embedded configuration).
+    pub source: PathBuf,
+    pub defaults: Settings,
+    pub dns: DnsConfig,
+    pub tls: TlsConfig,
+    pub daemon: DaemonConfig,
+    pub connectors: Vec<Connector>,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        let text = String::from_utf8(text).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!(
+                "the configuration file is not UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text; `file` names it in errors and base for relative paths.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let locator = Locator::new(text);
+        let located =
+            |span: Option<std::ops::Range<usize>>, key: Option<String>, message: String| {
+                let (line, column) = match span {
+                    Some(s) => {
+                        let (l, c) = locator.line_col(s.start);
+                        (Some(l), Some(c))
+                    }
+                    None => (None, None),
+                };
+                ConfigError {
+                    file: file.to_owned(),
+                    line,
+                    column,
+                    key,
+                    message,
+                }
+            };
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            let key = span
+                .as_ref()
+                .and_then(|s| locator.path_at(s))
+                .map(|p| p.to_string())
+                .or_else(|| span.as_ref().and_then(|s| locator.key_on_line(s.start)));
+            located(span, key, e.message().trim().to_owned())
+        })?;
+        validate::validate(raw, file).map_err(|(path, message)| {
+            located(locator.span_of(&path), Some(path.to_string()), message)
+        })
+    }
+
+    /// The configuration as TOML with every default written out (what `check-config` prints).
+    pub fn effective_toml(&self) -> String {
+        effective::render(self)
+    }
+
+    pub fn connector(&self, name: &str) -> Option<&Connector> {
+        self.connectors.iter().find(|c| c.name == name)
+    }
+}
+
+/// The configuration path: `--config`, else `$CONNECTOR_PROBE_CONFIG`, else [`DEFAULT_PATH`].
+pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_owned();
+    }
+    match std::env::var_os(ENV_VAR) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}

@@ -1,0 +1,276 @@
+//! Resolution through hickory-resolver. This is the only module that reads hickory's errors,
+//! and only through its predicates and public fields, turning them into [`Outcome`]s.
+//!
+//! Decisions: the hosts file is never consulted (EOP resolves through public DNS, and a
+//! hosts-file entry on the probe host would hide a 4.4.312); names are queried as FQDNs so
+//! no search domain is appended; one resolver (and its cache) is shared by every probe of a
+//! run or daemon cycle.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError, NoRecords};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{Name, RData};
+
+use crate::config::{DnsConfig, IpFamily};
+use crate::verdict::Outcome;
+
+/// Why a name did not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsFailure {
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+/// An MX host, by preference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MxHost {
+    pub preference: u16,
+    pub name: String,
+}
+
+/// What the MX lookup of a domain said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MxAnswer {
+    /// MX records, sorted by preference (stable for equal preferences).
+    Hosts(Vec<MxHost>),
+    /// No MX records: the domain itself is the mail host (RFC 5321 §5.1).
+    Implicit,
+}
+
+pub struct Resolver {
+    inner: Result<TokioResolver, String>,
+}
+
+impl Resolver {
+    /// A resolver for `[dns]`: the configured nameservers, or the system's `resolv.conf`.
+    /// A resolver that cannot be built is not an error here: every lookup then fails with
+    /// "no resolver reachable", which is what EOP would see from a host without DNS.
+    pub fn new(config: &DnsConfig, timeout: Duration) -> Resolver {
+        let builder = if config.nameservers.is_empty() {
+            TokioResolver::builder_tokio().map_err(|e| format!("cannot read /etc/resolv.conf: {e}"))
+        } else {
+            let servers = config.nameservers.iter().map(name_server).collect();
+            Ok(TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(servers),
+                TokioRuntimeProvider::default(),
+            ))
+        };
+        let inner = builder.and_then(|mut b| {
+            let opts: &mut ResolverOpts = b.options_mut();
+            opts.timeout = timeout;
+            opts.attempts = 1;
+            opts.use_hosts_file = ResolveHosts::Never;
+            b.build()
+                .map_err(|e| format!("cannot build the resolver: {e}"))
+        });
+        Resolver { inner }
+    }
+
+    fn resolver(&self) -> Result<&TokioResolver, DnsFailure> {
+        self.inner.as_ref().map_err(|e| DnsFailure {
+            outcome: Outcome::NoResolver,
+            detail: e.clone(),
+        })
+    }
+
+    /// The addresses of `host` in the wanted families, IPv4 first. A and AAAA are asked
+    /// together and one answering is enough.
+    pub async fn addresses(&self, host: &str, family: IpFamily) -> Result<Vec<IpAddr>, DnsFailure> {
+        let resolver = self.resolver()?;
+        let name = fqdn(host)?;
+        let v4 = async {
+            if !family.wants_v4() {
+                return None;
+            }
+            Some(match resolver.ipv4_lookup(name.clone()).await {
+                Ok(l) => Ok(l
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::A(a) => Some(IpAddr::V4(a.0)),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()),
+                Err(e) => Err(classify(&e)),
+            })
+        };
+        let v6 = async {
+            if !family.wants_v6() {
+                return None;
+            }
+            Some(match resolver.ipv6_lookup(name.clone()).await {
+                Ok(l) => Ok(l
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()),
+                Err(e) => Err(classify(&e)),
+            })
+        };
+        let (a, aaaa) = tokio::join!(v4, v6);
+        let mut addresses = Vec::new();
+        let mut failures = Vec::new();
+        for (rtype, result) in [("A", a), ("AAAA", aaaa)] {
+            match result {
+                None => {}
+                Some(Ok(list)) if list.is_empty() => failures.push((rtype, no_data())),
+                Some(Ok(list)) => addresses.extend(list),
+                Some(Err(f)) => failures.push((rtype, f)),
+            }
+        }
+        if !addresses.is_empty() {
+            return Ok(addresses);
+        }
+        Err(combine(host, &failures))
+    }
+
+    /// The MX hosts of `domain`. A null MX (`0 .`, RFC 7505) is a failure: the domain
+    /// accepts no mail.
+    pub async fn mx(&self, domain: &str) -> Result<MxAnswer, DnsFailure> {
+        let resolver = self.resolver()?;
+        let lookup = match resolver.mx_lookup(fqdn(domain)?).await {
+            Ok(l) => l,
+            Err(e) => {
+                let f = classify(&e);
+                if f.outcome == Outcome::NoData {
+                    return Ok(MxAnswer::Implicit);
+                }
+                return Err(DnsFailure {
+                    outcome: f.outcome,
+                    detail: format!("MX lookup for {domain}: {}", f.detail),
+                });
+            }
+        };
+        let mut hosts: Vec<MxHost> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::MX(mx) => Some(MxHost {
+                    preference: mx.preference,
+                    name: mx
+                        .exchange
+                        .to_ascii()
+                        .trim_end_matches('.')
+                        .to_ascii_lowercase(),
+                }),
+                _ => None,
+            })
+            .collect();
+        if hosts.is_empty() {
+            return Ok(MxAnswer::Implicit);
+        }
+        if hosts.iter().any(|h| h.name.is_empty()) {
+            return Err(DnsFailure {
+                outcome: Outcome::NullMx,
+                detail: format!("{domain} publishes a null MX (\"0 .\"): it accepts no mail"),
+            });
+        }
+        hosts.sort_by_key(|h| h.preference);
+        Ok(MxAnswer::Hosts(hosts))
+    }
+}
+
+fn name_server(addr: &SocketAddr) -> NameServerConfig {
+    let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+    for c in &mut ns.connections {
+        c.port = addr.port();
+    }
+    ns
+}
+
+fn fqdn(host: &str) -> Result<Name, DnsFailure> {
+    Name::from_ascii(format!("{}.", host.trim_end_matches('.'))).map_err(|e| DnsFailure {
+        outcome: Outcome::DnsOther,
+        detail: format!("{host:?} is not a DNS name: {e}"),
+    })
+}
+
+fn no_data() -> DnsFailure {
+    DnsFailure {
+        outcome: Outcome::NoData,
+        detail: "no records (NODATA)".into(),
+    }
+}
+
+fn rcode_failure(rc: ResponseCode) -> DnsFailure {
+    match rc {
+        ResponseCode::NXDomain => DnsFailure {
+            outcome: Outcome::NxDomain,
+            detail: "the name does not exist (NXDOMAIN)".into(),
+        },
+        ResponseCode::NoError => no_data(),
+        ResponseCode::ServFail => DnsFailure {
+            outcome: Outcome::ServFail,
+            detail: "the resolver answered SERVFAIL".into(),
+        },
+        ResponseCode::Refused => DnsFailure {
+            outcome: Outcome::DnsRefused,
+            detail: "the resolver answered REFUSED".into(),
+        },
+        other => DnsFailure {
+            outcome: Outcome::DnsOther,
+            detail: format!("the resolver answered {other}"),
+        },
+    }
+}
+
+/// hickory's error, as a row of the table.
+fn classify(e: &NetError) -> DnsFailure {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(NoRecords { response_code, .. })) => {
+            rcode_failure(*response_code)
+        }
+        NetError::Dns(DnsError::ResponseCode(rc)) => rcode_failure(*rc),
+        NetError::Timeout => DnsFailure {
+            outcome: Outcome::DnsTimeout,
+            detail: "the resolver did not answer in time".into(),
+        },
+        NetError::Io(io) => DnsFailure {
+            outcome: Outcome::NoResolver,
+            detail: format!("no resolver reachable: {io}"),
+        },
+        NetError::NoConnections => DnsFailure {
+            outcome: Outcome::NoResolver,
+            detail: "no resolver reachable".into(),
+        },
+        other => DnsFailure {
+            outcome: Outcome::DnsOther,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// One failure for the host from the A and AAAA failures: the most telling outcome (a
+/// definite NXDOMAIN over a server failure over a timeout over NODATA), with both details.
+fn combine(host: &str, failures: &[(&str, DnsFailure)]) -> DnsFailure {
+    let rank = |o: Outcome| match o {
+        Outcome::NxDomain => 0,
+        Outcome::ServFail => 1,
+        Outcome::DnsRefused => 2,
+        Outcome::DnsTimeout => 3,
+        Outcome::NoResolver => 4,
+        Outcome::DnsOther => 5,
+        _ => 6,
+    };
+    let outcome = failures
+        .iter()
+        .map(|(_, f)| f.outcome)
+        .min_by_key(|o| rank(*o))
+        .unwrap_or(Outcome::NoData);
+    let parts: Vec<String> = failures
+        .iter()
+        .map(|(t, f)| format!("{t}: {}", f.detail))
+        .collect();
+    DnsFailure {
+        outcome,
+        detail: format!("{host}: {}", parts.join("; ")),
+    }
+}

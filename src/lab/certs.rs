@@ -1,0 +1,223 @@
+//! A private PKI for the lab: a root and an intermediate CA, leaves of every kind the
+//! classification table names, and CRLs. Generated at start with rcgen; nothing is stored.
+
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SerialNumber,
+};
+use rustls::ServerConfig;
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
+};
+use time::{Duration, OffsetDateTime};
+
+/// A CA: its certificate and what it needs to sign.
+pub struct Ca {
+    pub cert: CertificateDer<'static>,
+    params: CertificateParams,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn issuer(&self) -> Issuer<'_, &KeyPair> {
+        Issuer::from_params(&self.params, &self.key)
+    }
+}
+
+/// Who signs a leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signer {
+    /// The intermediate, which chains to the lab root.
+    Intermediate,
+    /// The leaf signs itself.
+    SelfSigned,
+    /// A CA nobody trusts.
+    Stranger,
+}
+
+/// What a leaf should look like.
+#[derive(Debug, Clone)]
+pub struct LeafSpec {
+    pub common_name: String,
+    pub names: Vec<String>,
+    /// Validity relative to now.
+    pub not_before: Duration,
+    pub not_after: Duration,
+    pub signer: Signer,
+    /// Send the intermediate along (a server that forgets it has a broken chain).
+    pub send_intermediate: bool,
+    /// `false` gives a leaf for client authentication only: the wrong key usage.
+    pub server_auth: bool,
+    pub serial: u64,
+}
+
+impl LeafSpec {
+    /// A good certificate for `name`, valid from yesterday for a year.
+    pub fn valid(name: &str) -> LeafSpec {
+        LeafSpec {
+            common_name: name.to_owned(),
+            names: vec![name.to_owned()],
+            not_before: Duration::days(-1),
+            not_after: Duration::days(365),
+            signer: Signer::Intermediate,
+            send_intermediate: true,
+            server_auth: true,
+            serial: 0,
+        }
+    }
+}
+
+/// A leaf certificate with its key and the chain the server sends.
+pub struct Leaf {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivatePkcs8KeyDer<'static>,
+    pub serial: u64,
+}
+
+impl Leaf {
+    /// A rustls server configuration presenting this leaf.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        let config = ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                self.chain.clone(),
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )
+            .expect("the lab key matches its certificate");
+        Arc::new(config)
+    }
+}
+
+/// The lab PKI.
+pub struct Pki {
+    pub root: Ca,
+    pub intermediate: Ca,
+    stranger: Ca,
+}
+
+fn ca_params(name: &str) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.distinguished_name
+        .push(DnType::OrganizationName, "connector-probe lab");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.not_before = OffsetDateTime::now_utc() - Duration::days(30);
+    p.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+    p
+}
+
+fn self_signed_ca(name: &str) -> Ca {
+    let params = ca_params(name);
+    let key = KeyPair::generate().expect("key generation");
+    let cert = params
+        .self_signed(&key)
+        .expect("self-signing")
+        .der()
+        .clone();
+    Ca { cert, params, key }
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let root = self_signed_ca("connector-probe lab root");
+        let params = ca_params("connector-probe lab intermediate");
+        let key = KeyPair::generate().expect("key generation");
+        let cert = params
+            .signed_by(&key, &root.issuer())
+            .expect("signing")
+            .der()
+            .clone();
+        let intermediate = Ca { cert, params, key };
+        let stranger = self_signed_ca("untrusted stranger CA");
+        Pki {
+            root,
+            intermediate,
+            stranger,
+        }
+    }
+
+    pub fn leaf(&self, spec: &LeafSpec) -> Leaf {
+        let mut p = CertificateParams::new(spec.names.clone()).expect("valid names");
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(DnType::CommonName, spec.common_name.clone());
+        let now = OffsetDateTime::now_utc();
+        p.not_before = now + spec.not_before;
+        p.not_after = now + spec.not_after;
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![if spec.server_auth {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        p.use_authority_key_identifier_extension = spec.signer != Signer::SelfSigned;
+        p.key_identifier_method = KeyIdMethod::Sha256;
+        if spec.serial != 0 {
+            p.serial_number = Some(SerialNumber::from(spec.serial));
+        }
+        let key = KeyPair::generate().expect("key generation");
+        let cert = match spec.signer {
+            Signer::Intermediate => p.signed_by(&key, &self.intermediate.issuer()),
+            Signer::Stranger => p.signed_by(&key, &self.stranger.issuer()),
+            Signer::SelfSigned => p.self_signed(&key),
+        }
+        .expect("signing")
+        .der()
+        .clone();
+        let mut chain = vec![cert];
+        if spec.send_intermediate && spec.signer == Signer::Intermediate {
+            chain.push(self.intermediate.cert.clone());
+        }
+        Leaf {
+            chain,
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            serial: spec.serial,
+        }
+    }
+
+    /// A CRL of the intermediate that revokes `serials`.
+    pub fn crl(&self, serials: &[u64]) -> CertificateRevocationListDer<'static> {
+        let now = OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - Duration::hours(1),
+            next_update: now + Duration::days(7),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: now - Duration::hours(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.intermediate.issuer())
+            .expect("CRL signing")
+            .der()
+            .clone()
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}

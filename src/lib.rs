@@ -1,0 +1,32 @@
+//! connector-probe predicts, for each Exchange Online outbound connector, whether Microsoft 365
+//! could deliver through it right now and, if not, which "mail flow intelligence" code
+//! (`450 4.4.312` … `450 4.7.320`) the admin would see.
+//!
+//! The pipeline, one module per stage:
+//!
+//! * [`config`]: the TOML file, parsed in two steps (raw serde structs, then a validated model)
+//!   with errors that name file, line, column and key.
+//! * [`dns`]: smart host and MX resolution through hickory-resolver; the only module that reads
+//!   hickory's errors.
+//! * [`connect`]: the TCP connect and its failure modes.
+//! * [`smtp`]: the pure reply parser, the commands, and the bounded, timed session.
+//! * [`tls`]: the rustls client, STARTTLS handshake, and recovery of rustls errors.
+//! * [`certificate`]: certificate details (x509-parser) and the judgement per TLS mode.
+//! * [`verdict`]: the classification table of `classification.md` as data, and the connector
+//!   verdict built from the targets.
+//! * [`probe`]: runs the stages for every target of a connector.
+//! * [`report`]: the human and JSON renderings.
+//! * [`lab`]: scripted SMTP and DNS servers on loopback, used by `demo` and by the tests.
+//! * [`demo`]: the built-in lab run, one server per row of the classification table.
+
+pub mod certificate;
+pub mod config;
+pub mod connect;
+pub mod demo;
+pub mod dns;
+pub mod lab;
+pub mod probe;
+pub mod report;
+pub mod smtp;
+pub mod tls;
+pub mod verdict;

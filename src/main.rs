@@ -1,0 +1,161 @@
+//! The `connector-probe` binary: parses arguments, runs the library, maps the outcome to the
+//! documented exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use connector_probe::config::{self, Config};
+use connector_probe::probe::{ProbeContext, probe_all};
+use connector_probe::{demo, report};
+
+/// `probe` exit code for a bad configuration, an unknown connector or an internal error.
+const UNKNOWN: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "connector-probe",
+    version,
+    about = "Predicts the mail flow intelligence code Microsoft 365 would produce for each outbound connector"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Probe one connector (or all) once and report.
+    Probe {
+        /// Configuration file [default: $CONNECTOR_PROBE_CONFIG, then /etc/connector-probe/connector-probe.toml]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The connector to probe.
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        connector: Option<String>,
+        /// Probe every connector, concurrently.
+        #[arg(long)]
+        all: bool,
+        /// JSON instead of the human report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration and print it with every default filled in.
+    CheckConfig {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Run the built-in loopback lab: one server per row of the classification table.
+    Demo {
+        /// JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(UNKNOWN);
+        }
+    };
+    match cli.command {
+        Cmd::Probe {
+            config,
+            connector,
+            all,
+            json,
+        } => runtime.block_on(probe(config, connector, all, json)),
+        Cmd::CheckConfig { config } => check_config(config),
+        Cmd::Demo { json } => runtime.block_on(demo::run(json)),
+    }
+}
+
+/// Diagnostics go to stderr so that stdout stays the report (or JSON) alone.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load(flag: Option<PathBuf>) -> Result<Config, ExitCode> {
+    let path = config::resolve_path(flag.as_deref());
+    Config::load(&path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(UNKNOWN)
+    })
+}
+
+fn check_config(flag: Option<PathBuf>) -> ExitCode {
+    match load(flag) {
+        Ok(c) => {
+            print!("{}", c.effective_toml());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: bool) -> ExitCode {
+    let config = match load(flag) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let connectors = if all {
+        if config.connectors.is_empty() {
+            eprintln!("error: {} defines no connector", config.source.display());
+            return ExitCode::from(UNKNOWN);
+        }
+        config.connectors.clone()
+    } else {
+        let name = name.unwrap_or_default();
+        match config.connector(&name) {
+            Some(c) => vec![c.clone()],
+            None => {
+                let known: Vec<&str> = config.connectors.iter().map(|c| c.name.as_str()).collect();
+                eprintln!(
+                    "error: no connector named {name:?} in {} (known: {})",
+                    config.source.display(),
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+                return ExitCode::from(UNKNOWN);
+            }
+        }
+    };
+    let ctx = ProbeContext::new(&config);
+    for note in &ctx.tls.notes {
+        tracing::warn!("{note}");
+    }
+    let verdicts = probe_all(&ctx, &connectors).await;
+    if json {
+        println!("{}", report::json(&verdicts, all));
+    } else {
+        print!("{}", report::human(&verdicts));
+    }
+    let worst = verdicts
+        .iter()
+        .map(|v| v.status.exit_code())
+        .max()
+        .unwrap_or(0);
+    ExitCode::from(worst as u8)
+}
