@@ -26,7 +26,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, F
             Outcome::ConnectTimeout,
             format!(
                 "no answer from {addr} within {} (SYN unanswered)",
-                humantime::format_duration(timeout)
+                crate::config::format_duration(timeout)
             ),
         )),
         Ok(Ok(stream)) => {

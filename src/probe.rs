@@ -174,7 +174,7 @@ fn dns_timeout(limit: Duration, what: &str) -> DnsFailure {
         outcome: Outcome::DnsTimeout,
         detail: format!(
             "{what}: no answer within the dns timeout ({})",
-            humantime::format_duration(limit)
+            crate::config::format_duration(limit)
         ),
     }
 }
@@ -309,7 +309,7 @@ impl<'a> Run<'a> {
                 Outcome::Timeout,
                 format!(
                     "{what}: nothing complete within {}",
-                    humantime::format_duration(limit)
+                    crate::config::format_duration(limit)
                 ),
             )),
         }
@@ -341,7 +341,7 @@ impl<'a> Run<'a> {
                     Outcome::Timeout,
                     format!(
                         "{what}: no complete reply within {} ({} byte(s) received)",
-                        humantime::format_duration(shown),
+                        crate::config::format_duration(shown),
                         smtp.pending().len()
                     ),
                 ));

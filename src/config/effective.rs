@@ -11,7 +11,7 @@ fn quote(s: &str) -> String {
 }
 
 fn dur(d: Duration) -> String {
-    quote(&humantime::format_duration(d).to_string())
+    quote(&super::format_duration(d))
 }
 
 fn list(items: impl IntoIterator<Item = String>) -> String {

@@ -115,8 +115,7 @@ impl<'a> Locator<'a> {
     pub fn path_at(&self, span: &Range<usize>) -> Option<KeyPath> {
         let tree = self.tree.as_ref()?;
         let mut path = KeyPath::root();
-        descend_table(tree.get_ref(), span, &mut path);
-        (!path.0.is_empty()).then_some(path)
+        descend_table(tree.get_ref(), span, &mut path).then_some(path)
     }
 
     /// A best-effort key for a syntax error: the `key =` or `[table]` on the error's line.
@@ -136,49 +135,32 @@ fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
     outer.start <= inner.start && inner.end <= outer.end && outer.start < outer.end
 }
 
-fn descend_table(table: &DeTable<'_>, span: &Range<usize>, path: &mut KeyPath) {
+/// Finds the innermost key whose key or value holds `span`. Tables are searched whatever
+/// their own span, because a `[table]` or `[[array]]` value spans only its header.
+fn descend_table(table: &DeTable<'_>, span: &Range<usize>, path: &mut KeyPath) -> bool {
     for (key, value) in table.iter() {
-        if contains(&key.span(), span) {
-            path.0.push(Seg::Key(key.get_ref().to_string()));
-            return;
+        path.0.push(Seg::Key(key.get_ref().to_string()));
+        if contains(&key.span(), span) || descend_value(value, span, path) {
+            return true;
         }
-        if contains(&value.span(), span) {
-            path.0.push(Seg::Key(key.get_ref().to_string()));
-            descend_value(value, span, path);
-            return;
-        }
+        path.0.pop();
     }
-    // Array-of-tables values span only their headers; search their bodies too.
-    for (key, value) in table.iter() {
-        if let Some(items) = value.get_ref().as_array() {
-            for (i, item) in items.iter().enumerate() {
-                if let Some(t) = item.get_ref().as_table() {
-                    let mut sub = KeyPath::root();
-                    descend_table(t, span, &mut sub);
-                    if !sub.0.is_empty() {
-                        path.0.push(Seg::Key(key.get_ref().to_string()));
-                        path.0.push(Seg::Index(i));
-                        path.0.extend(sub.0);
-                        return;
-                    }
-                }
-            }
-        }
-    }
+    false
 }
 
-fn descend_value(value: &Spanned<DeValue<'_>>, span: &Range<usize>, path: &mut KeyPath) {
+fn descend_value(value: &Spanned<DeValue<'_>>, span: &Range<usize>, path: &mut KeyPath) -> bool {
     match value.get_ref() {
-        DeValue::Table(t) => descend_table(t, span, path),
+        DeValue::Table(t) => descend_table(t, span, path) || contains(&value.span(), span),
         DeValue::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                if contains(&item.span(), span) {
-                    path.0.push(Seg::Index(i));
-                    descend_value(item, span, path);
-                    return;
+                path.0.push(Seg::Index(i));
+                if descend_value(item, span, path) {
+                    return true;
                 }
+                path.0.pop();
             }
+            contains(&value.span(), span)
         }
-        _ => {}
+        _ => contains(&value.span(), span),
     }
 }

@@ -290,3 +290,48 @@ pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
         _ => PathBuf::from(DEFAULT_PATH),
     }
 }
+
+/// A duration as the configuration writes it: `14d`, `5m`, `1h30m`, `1s500ms`. The inverse
+/// of the parser, so `check-config` output reads like a hand-written file and loads again.
+pub fn format_duration(d: Duration) -> String {
+    const UNITS: [(u128, &str); 5] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+        (1, "ms"),
+    ];
+    let mut left = d.as_millis();
+    if left == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    for (size, unit) in UNITS {
+        if left >= size {
+            out.push_str(&format!("{}{unit}", left / size));
+            left %= size;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip() {
+        for (ms, text) in [
+            (1_209_600_000u64, "14d"),
+            (300_000, "5m"),
+            (5_400_000, "1h30m"),
+            (1_500, "1s500ms"),
+            (0, "0s"),
+            (90_061_001, "1d1h1m1s1ms"),
+        ] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(format_duration(d), text);
+            assert_eq!(humantime::parse_duration(text).unwrap(), d, "{text}");
+        }
+    }
+}

@@ -36,7 +36,7 @@ pub struct Lab {
     /// The configuration of the resolver nobody answers (the `dns-no-resolver` case).
     pub unanswered: Config,
     pub cases: Vec<(CaseDef, Connector)>,
-    _servers: Vec<SmtpServer>,
+    servers: Vec<SmtpServer>,
     _blackhole: Option<Blackhole>,
     _dead_resolver: std::net::UdpSocket,
 }
@@ -201,10 +201,15 @@ impl Lab {
             config,
             unanswered,
             cases,
-            _servers: servers,
+            servers,
             _blackhole: blackhole,
             _dead_resolver: dead_resolver,
         })
+    }
+
+    /// Every command line the lab's SMTP servers received.
+    pub fn received_commands(&self) -> Vec<String> {
+        self.servers.iter().flat_map(|s| s.received()).collect()
     }
 
     /// Probes every case concurrently; results in catalogue order.

@@ -17,6 +17,8 @@ use time::{Duration, OffsetDateTime};
 /// A CA: its certificate and what it needs to sign.
 pub struct Ca {
     pub cert: CertificateDer<'static>,
+    /// The certificate in PEM, for a `ca_file`.
+    pub pem: String,
     params: CertificateParams,
     key: KeyPair,
 }
@@ -120,12 +122,13 @@ fn ca_params(name: &str) -> CertificateParams {
 fn self_signed_ca(name: &str) -> Ca {
     let params = ca_params(name);
     let key = KeyPair::generate().expect("key generation");
-    let cert = params
-        .self_signed(&key)
-        .expect("self-signing")
-        .der()
-        .clone();
-    Ca { cert, params, key }
+    let signed = params.self_signed(&key).expect("self-signing");
+    Ca {
+        cert: signed.der().clone(),
+        pem: signed.pem(),
+        params,
+        key,
+    }
 }
 
 impl Pki {
@@ -133,12 +136,13 @@ impl Pki {
         let root = self_signed_ca("connector-probe lab root");
         let params = ca_params("connector-probe lab intermediate");
         let key = KeyPair::generate().expect("key generation");
-        let cert = params
-            .signed_by(&key, &root.issuer())
-            .expect("signing")
-            .der()
-            .clone();
-        let intermediate = Ca { cert, params, key };
+        let signed = params.signed_by(&key, &root.issuer()).expect("signing");
+        let intermediate = Ca {
+            cert: signed.der().clone(),
+            pem: signed.pem(),
+            params,
+            key,
+        };
         let stranger = self_signed_ca("untrusted stranger CA");
         Pki {
             root,

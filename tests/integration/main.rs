@@ -1,0 +1,13 @@
+//! The integration suite: one binary, a module per area (as ripgrep does).
+//!
+//! * `classification`: every row of the classification table, through the real pipeline,
+//!   against the lab's scripted servers on loopback.
+//! * `details`: what a verdict carries beyond its code (EOP status line, certificate details).
+//! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
+//! * `cli`: the binary itself: exit codes, JSON, configuration errors.
+
+mod classification;
+mod cli;
+mod details;
+mod hostile;
+mod util;
