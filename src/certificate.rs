@@ -43,6 +43,10 @@ pub struct CertificateInfo {
     pub common_names: Vec<String>,
     #[serde(skip)]
     pub not_after_unix: i64,
+    /// The earliest `not_after` of every certificate presented (blackbox_exporter's
+    /// `probe_ssl_earliest_cert_expiry`): an intermediate can expire before the leaf.
+    #[serde(skip)]
+    pub earliest_expiry_unix: i64,
 }
 
 impl CertificateInfo {
@@ -86,6 +90,12 @@ impl CertificateInfo {
             chain_length: chain.len(),
             common_names,
             not_after_unix: not_after.unix_timestamp(),
+            earliest_expiry_unix: chain
+                .iter()
+                .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok())
+                .map(|(_, c)| c.validity().not_after.timestamp())
+                .min()
+                .unwrap_or(not_after.unix_timestamp()),
         })
     }
 

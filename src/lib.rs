@@ -16,12 +16,14 @@
 //!   verdict built from the targets.
 //! * [`probe`]: runs the stages for every target of a connector.
 //! * [`report`]: the human and JSON renderings.
+//! * [`daemon`]: `run`: the scheduler, persisted state, alert events, metrics, reload.
 //! * [`lab`]: scripted SMTP and DNS servers on loopback, used by `demo` and by the tests.
 //! * [`demo`]: the built-in lab run, one server per row of the classification table.
 
 pub mod certificate;
 pub mod config;
 pub mod connect;
+pub mod daemon;
 pub mod demo;
 pub mod dns;
 pub mod lab;

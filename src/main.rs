@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use connector_probe::config::{self, Config};
+use connector_probe::daemon::{self, LogFormat};
 use connector_probe::probe::{ProbeContext, probe_all};
 use connector_probe::{demo, report};
 
@@ -26,6 +27,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the daemon: probe every connector on its interval, log events, serve metrics.
+    Run {
+        /// Configuration file [default: $CONNECTOR_PROBE_CONFIG, then /etc/connector-probe/connector-probe.toml]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Log lines as JSON objects (for shippers) or as text (for people).
+        #[arg(long, value_enum, default_value = "json")]
+        log_format: LogFormat,
+    },
     /// Probe one connector (or all) once and report.
     Probe {
         /// Configuration file [default: $CONNECTOR_PROBE_CONFIG, then /etc/connector-probe/connector-probe.toml]
@@ -61,7 +71,10 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    match &cli.command {
+        Cmd::Run { log_format, .. } => daemon::init_logging(*log_format),
+        _ => init_logging(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,6 +86,10 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Cmd::Run { config, .. } => {
+            let path = config::resolve_path(config.as_deref());
+            runtime.block_on(daemon::run(&path))
+        }
         Cmd::Probe {
             config,
             connector,

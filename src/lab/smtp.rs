@@ -104,7 +104,12 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub async fn start(script: Script) -> io::Result<SmtpServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on("127.0.0.1:0".parse().expect("literal address"), script).await
+    }
+
+    /// Starts on a given address, e.g. to bring a stopped server back on its old port.
+    pub async fn start_on(addr: SocketAddr, script: Script) -> io::Result<SmtpServer> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();

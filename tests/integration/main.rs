@@ -8,6 +8,7 @@
 
 mod classification;
 mod cli;
+mod daemon;
 mod details;
 mod hostile;
 mod util;

@@ -1,0 +1,499 @@
+//! Prometheus metrics (through prometheus-client) and the `/metrics` + `/healthz` endpoint.
+//!
+//! Where blackbox_exporter has a metric with the same meaning, its name is used
+//! (`probe_success`, `probe_duration_seconds`, `probe_ssl_earliest_cert_expiry`), so existing
+//! dashboards and alert rules work. Those are per target, as in blackbox_exporter; the
+//! connector-level view is under `connector_probe_*`. Series of removed connectors and of
+//! targets that no longer exist are deleted, not left stale.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use super::state::ConnectorState;
+use crate::verdict::{ConnectorVerdict, Stage, Status};
+
+type FGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectorLabels {
+    connector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    connector: String,
+    host: String,
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    connector: String,
+    host: String,
+    target: String,
+    stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    connector: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    connector: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetCodeLabels {
+    connector: String,
+    host: String,
+    target: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+/// The label sets a connector currently has, so stale ones can be removed.
+#[derive(Default)]
+struct Series {
+    targets: Vec<TargetLabels>,
+    stages: Vec<StageLabels>,
+    target_codes: Vec<TargetCodeLabels>,
+    codes: Vec<CodeLabels>,
+}
+
+const STATUSES: [Status; 4] = [
+    Status::Ok,
+    Status::Warning,
+    Status::Degraded,
+    Status::Failing,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    probe_success: Family<TargetLabels, Gauge>,
+    probe_duration: Family<TargetLabels, FGauge>,
+    ssl_expiry: Family<TargetLabels, FGauge>,
+    stage_duration: Family<StageLabels, FGauge>,
+    target_code: Family<TargetCodeLabels, Gauge>,
+    connector_success: Family<ConnectorLabels, Gauge>,
+    connector_status: Family<StatusLabels, Gauge>,
+    connector_code: Family<CodeLabels, Gauge>,
+    connector_duration: Family<ConnectorLabels, FGauge>,
+    failing_since: Family<ConnectorLabels, FGauge>,
+    last_success: Family<ConnectorLabels, FGauge>,
+    last_probe: Family<ConnectorLabels, FGauge>,
+    probes: Family<StatusLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    connectors: Gauge,
+    series: Mutex<HashMap<String, Series>>,
+}
+
+fn unix(t: time::OffsetDateTime) -> f64 {
+    t.unix_timestamp_nanos() as f64 / 1e9
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            probe_success: Family::default(),
+            probe_duration: Family::default(),
+            ssl_expiry: Family::default(),
+            stage_duration: Family::default(),
+            target_code: Family::default(),
+            connector_success: Family::default(),
+            connector_status: Family::default(),
+            connector_code: Family::default(),
+            connector_duration: Family::default(),
+            failing_since: Family::default(),
+            last_success: Family::default(),
+            last_probe: Family::default(),
+            probes: Family::default(),
+            reloads: Family::default(),
+            connectors: Gauge::default(),
+            series: Mutex::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "probe_success",
+            "Whether the target accepted the session up to QUIT (blackbox_exporter's name)",
+            m.probe_success.clone(),
+        );
+        registry.register(
+            "probe_duration_seconds",
+            "How long the target's probe took, resolve to QUIT (blackbox_exporter's name)",
+            m.probe_duration.clone(),
+        );
+        registry.register(
+            "probe_ssl_earliest_cert_expiry",
+            "Expiry of the target's certificate, Unix seconds (blackbox_exporter's name)",
+            m.ssl_expiry.clone(),
+        );
+        registry.register(
+            "connector_probe_stage_duration_seconds",
+            "Time spent in each pipeline stage of the target's last probe",
+            m.stage_duration.clone(),
+        );
+        registry.register(
+            "connector_probe_target_code_info",
+            "The code the target produced in its last probe (1 for the current code)",
+            m.target_code.clone(),
+        );
+        registry.register(
+            "connector_probe_connector_success",
+            "1 unless the connector is failing (EOP would queue its mail)",
+            m.connector_success.clone(),
+        );
+        registry.register(
+            "connector_probe_status",
+            "The connector's status, one series per status, 1 for the current one",
+            m.connector_status.clone(),
+        );
+        registry.register(
+            "connector_probe_code_info",
+            "The code of a failing connector (1 for the current code; absent when not failing)",
+            m.connector_code.clone(),
+        );
+        registry.register(
+            "connector_probe_duration_seconds",
+            "How long the connector's last probe took",
+            m.connector_duration.clone(),
+        );
+        registry.register(
+            "connector_probe_failing_since_timestamp_seconds",
+            "When the connector's current failing episode began, Unix seconds (absent when not failing)",
+            m.failing_since.clone(),
+        );
+        registry.register(
+            "connector_probe_last_success_timestamp_seconds",
+            "When the connector last was not failing, Unix seconds",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "connector_probe_last_probe_timestamp_seconds",
+            "When the connector was last probed, Unix seconds",
+            m.last_probe.clone(),
+        );
+        registry.register(
+            "connector_probe_probes",
+            "Probes run, by connector and resulting status",
+            m.probes.clone(),
+        );
+        registry.register(
+            "connector_probe_config_reloads",
+            "Configuration reloads, by result",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "connector_probe_connectors",
+            "Connectors in the running configuration",
+            m.connectors.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The exposition, in the OpenMetrics text format Prometheus scrapes.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+
+    pub fn set_connectors(&self, n: usize) {
+        self.connectors.set(n as i64);
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Restores the connector-level series from persisted state (at start), so
+    /// `failing_since` is exported before the first probe of a restarted daemon.
+    pub fn restore(&self, connector: &str, state: &ConnectorState) {
+        let c = ConnectorLabels {
+            connector: connector.to_owned(),
+        };
+        if let Some(since) = state.failing_since {
+            self.failing_since.get_or_create(&c).set(unix(since));
+        }
+        if let Some(t) = state.last_success {
+            self.last_success.get_or_create(&c).set(unix(t));
+        }
+    }
+
+    /// Records a probe result.
+    pub fn record(&self, v: &ConnectorVerdict, state: &ConnectorState) {
+        let name = v.connector.clone();
+        let c = ConnectorLabels {
+            connector: name.clone(),
+        };
+        let mut now = Series::default();
+        for t in &v.targets {
+            let tl = TargetLabels {
+                connector: name.clone(),
+                host: t.host.clone(),
+                target: t.endpoint(),
+            };
+            self.probe_success
+                .get_or_create(&tl)
+                .set(i64::from(t.succeeded()));
+            let total: f64 = t.timings_ms.values().sum();
+            self.probe_duration.get_or_create(&tl).set(total / 1e3);
+            match &t.certificate {
+                Some(cert) => {
+                    self.ssl_expiry
+                        .get_or_create(&tl)
+                        .set(cert.earliest_expiry_unix as f64);
+                }
+                None => {
+                    self.ssl_expiry.remove(&tl);
+                }
+            }
+            for (stage, ms) in &t.timings_ms {
+                let sl = StageLabels {
+                    connector: name.clone(),
+                    host: t.host.clone(),
+                    target: t.endpoint(),
+                    stage: stage_name(*stage),
+                };
+                self.stage_duration.get_or_create(&sl).set(ms / 1e3);
+                now.stages.push(sl);
+            }
+            if let Some(code) = &t.code {
+                let cl = TargetCodeLabels {
+                    connector: name.clone(),
+                    host: t.host.clone(),
+                    target: t.endpoint(),
+                    code: code.clone(),
+                };
+                self.target_code.get_or_create(&cl).set(1);
+                now.target_codes.push(cl);
+            }
+            now.targets.push(tl);
+        }
+        self.connector_success
+            .get_or_create(&c)
+            .set(i64::from(v.status != Status::Failing));
+        for s in STATUSES {
+            let sl = StatusLabels {
+                connector: name.clone(),
+                status: s.as_str().into(),
+            };
+            self.connector_status
+                .get_or_create(&sl)
+                .set(i64::from(s == v.status));
+        }
+        if let Some(code) = &v.code {
+            let cl = CodeLabels {
+                connector: name.clone(),
+                code: code.clone(),
+            };
+            self.connector_code.get_or_create(&cl).set(1);
+            now.codes.push(cl);
+        }
+        self.connector_duration
+            .get_or_create(&c)
+            .set(v.duration_ms / 1e3);
+        match state.failing_since {
+            Some(since) => {
+                self.failing_since.get_or_create(&c).set(unix(since));
+            }
+            None => {
+                self.failing_since.remove(&c);
+            }
+        }
+        if let Some(t) = state.last_success {
+            self.last_success.get_or_create(&c).set(unix(t));
+        }
+        if let Some(t) = state.last_probe {
+            self.last_probe.get_or_create(&c).set(unix(t));
+        }
+        self.probes
+            .get_or_create(&StatusLabels {
+                connector: name.clone(),
+                status: v.status.as_str().into(),
+            })
+            .inc();
+
+        let mut series = self.series.lock().expect("metrics lock");
+        if let Some(before) = series.insert(name, now) {
+            let after = &series[&v.connector];
+            self.remove_stale(&before, after);
+        }
+    }
+
+    fn remove_stale(&self, before: &Series, after: &Series) {
+        for t in before.targets.iter().filter(|t| !after.targets.contains(t)) {
+            self.probe_success.remove(t);
+            self.probe_duration.remove(t);
+            self.ssl_expiry.remove(t);
+        }
+        for s in before.stages.iter().filter(|s| !after.stages.contains(s)) {
+            self.stage_duration.remove(s);
+        }
+        for c in before
+            .target_codes
+            .iter()
+            .filter(|c| !after.target_codes.contains(c))
+        {
+            self.target_code.remove(c);
+        }
+        for c in before.codes.iter().filter(|c| !after.codes.contains(c)) {
+            self.connector_code.remove(c);
+        }
+    }
+
+    /// Deletes every series of a connector that is no longer configured.
+    pub fn forget(&self, connector: &str) {
+        let before = self.series.lock().expect("metrics lock").remove(connector);
+        if let Some(before) = before {
+            self.remove_stale(&before, &Series::default());
+        }
+        let c = ConnectorLabels {
+            connector: connector.to_owned(),
+        };
+        for family in [
+            &self.connector_duration,
+            &self.failing_since,
+            &self.last_success,
+            &self.last_probe,
+        ] {
+            family.remove(&c);
+        }
+        self.connector_success.remove(&c);
+        for s in STATUSES {
+            let sl = StatusLabels {
+                connector: connector.to_owned(),
+                status: s.as_str().into(),
+            };
+            self.connector_status.remove(&sl);
+            self.probes.remove(&sl);
+        }
+    }
+}
+
+fn stage_name(s: Stage) -> String {
+    s.as_str().to_owned()
+}
+
+/// Liveness: the daemon's main loop stamps this every tick; `/healthz` and the systemd
+/// watchdog both trust it only while it is fresh.
+#[derive(Default)]
+pub struct Heartbeat {
+    unix_ms: AtomicU64,
+}
+
+impl Heartbeat {
+    /// How old the heartbeat may be before the daemon counts as stuck.
+    pub const STALE: Duration = Duration::from_secs(15);
+
+    pub fn beat(&self) {
+        self.unix_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn fresh(&self) -> bool {
+        now_ms().saturating_sub(self.unix_ms.load(Ordering::Relaxed))
+            < Self::STALE.as_millis() as u64
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Serves `/metrics` and `/healthz` until the task is aborted. Each connection is bounded in
+/// time, so a slow or hostile scraper cannot hold resources.
+pub async fn serve(listener: TcpListener, shared: std::sync::Arc<super::Shared>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let response = respond(&req, &shared.metrics, &shared.heartbeat);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+        });
+    }
+}
+
+fn respond(
+    req: &Request<Incoming>,
+    metrics: &Metrics,
+    heartbeat: &Heartbeat,
+) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, content_type: &str, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .expect("static response parts")
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => reply(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.encode(),
+        ),
+        "/healthz" if heartbeat.fresh() => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/healthz" => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "stuck: the scheduler has not ticked recently\n".into(),
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "try /metrics or /healthz\n".into(),
+        ),
+    }
+}

@@ -1,0 +1,160 @@
+//! The schedule: one task per connector, each on its own interval.
+//!
+//! A connector's task probes, waits for its next slot, and probes again, so one connector is
+//! never probed twice at once. First runs are spread across the interval (by a hash of the
+//! name, so a restart keeps each connector's phase) to avoid a thundering herd. A global
+//! semaphore bounds the probes in flight; every probe is itself bounded by its timeouts, so a
+//! connector whose servers hang delays only itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::Shared;
+use crate::config::Connector;
+use crate::probe::probe_connector;
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Changes {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    tasks: HashMap<String, (Connector, JoinHandle<()>)>,
+    stop: watch::Sender<bool>,
+}
+
+impl Scheduler {
+    pub fn new(shared: Arc<Shared>) -> Scheduler {
+        Scheduler {
+            shared,
+            tasks: HashMap::new(),
+            stop: watch::channel(false).0,
+        }
+    }
+
+    /// Makes the running tasks match `connectors`: new ones start, changed ones restart with
+    /// their new settings, removed ones stop (an in-flight probe of theirs is abandoned).
+    pub fn apply(&mut self, connectors: &[Connector]) -> (Changes, Vec<String>) {
+        let mut changes = Changes::default();
+        let mut removed = Vec::new();
+        let wanted: HashMap<&str, &Connector> =
+            connectors.iter().map(|c| (c.name.as_str(), c)).collect();
+        self.tasks.retain(|name, (_, handle)| {
+            let keep = wanted.contains_key(name.as_str());
+            if !keep {
+                handle.abort();
+                changes.removed += 1;
+                removed.push(name.clone());
+            }
+            keep
+        });
+        for c in connectors {
+            match self.tasks.get(&c.name) {
+                Some((running, _)) if running == c => continue,
+                Some(_) => changes.changed += 1,
+                None => changes.added += 1,
+            }
+            let handle = tokio::spawn(run_connector(
+                self.shared.clone(),
+                c.clone(),
+                self.stop.subscribe(),
+            ));
+            if let Some((_, old)) = self.tasks.insert(c.name.clone(), (c.clone(), handle)) {
+                old.abort();
+            }
+        }
+        (changes, removed)
+    }
+
+    /// Stops scheduling, lets in-flight probes finish for up to `grace`, then abandons them.
+    pub async fn shutdown(self, grace: Duration) -> usize {
+        let _ = self.stop.send(true);
+        let deadline = Instant::now() + grace;
+        let mut abandoned = 0;
+        for (_, (_, mut handle)) in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut handle)
+                .await
+                .is_err()
+            {
+                handle.abort();
+                abandoned += 1;
+            }
+        }
+        abandoned
+    }
+}
+
+/// Where in its interval a connector's first run falls: a stable fraction of the interval
+/// taken from its name (FNV-1a), so connectors spread out evenly and keep their phase.
+pub fn first_run_offset(name: &str, interval: Duration) -> Duration {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    interval.mul_f64((hash % 10_000) as f64 / 10_000.0)
+}
+
+async fn run_connector(shared: Arc<Shared>, connector: Connector, mut stop: watch::Receiver<bool>) {
+    let interval = connector.settings.interval;
+    let mut next = Instant::now() + first_run_offset(&connector.name, interval);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = stop.changed() => return,
+        }
+        let (ctx, semaphore) = shared.probe_resources();
+        let permit = tokio::select! {
+            p = semaphore.acquire_owned() => p,
+            _ = stop.changed() => return,
+        };
+        let started = Instant::now();
+        // Once started, a probe runs to its end (bounded by its timeouts), even during
+        // shutdown: `Scheduler::shutdown` waits for it, up to its grace period.
+        let verdict = probe_connector(&ctx, &connector).await;
+        drop(permit);
+        shared.record(&connector, verdict);
+        // A probe that overran its interval is followed at once by the next, not by a burst
+        // of the missed ones.
+        next = (started + interval).max(Instant::now());
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_runs_spread_over_the_interval() {
+        let interval = Duration::from_secs(300);
+        let mut buckets = [0usize; 10];
+        for i in 0..1000 {
+            let offset = first_run_offset(&format!("connector-{i}"), interval);
+            assert!(offset < interval);
+            buckets[(offset.as_secs() / 30) as usize] += 1;
+        }
+        for (i, n) in buckets.iter().enumerate() {
+            assert!(
+                (50..=150).contains(n),
+                "bucket {i} holds {n} of 1000: {buckets:?}"
+            );
+        }
+        assert_eq!(
+            first_run_offset("contoso", interval),
+            first_run_offset("contoso", interval),
+            "stable across restarts"
+        );
+    }
+}
