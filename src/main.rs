@@ -56,6 +56,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a running daemon's /healthz (for container health checks): exit 0 when healthy.
+    Health {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Validate the configuration and print it with every default filled in.
     CheckConfig {
         #[arg(long, value_name = "FILE")]
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
             json,
         } => runtime.block_on(probe(config, connector, all, json)),
         Cmd::CheckConfig { config } => check_config(config),
+        Cmd::Health { config } => health(config),
         Cmd::Demo { json } => runtime.block_on(demo::run(json)),
     }
 }
@@ -126,6 +132,27 @@ fn check_config(flag: Option<PathBuf>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+fn health(flag: Option<PathBuf>) -> ExitCode {
+    let config = match load(flag) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(listen) = config.daemon.metrics_listen else {
+        eprintln!("error: metrics_listen is empty, so the daemon serves no /healthz");
+        return ExitCode::from(UNKNOWN);
+    };
+    match daemon::metrics::check_health(listen, std::time::Duration::from_secs(3)) {
+        Ok(()) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

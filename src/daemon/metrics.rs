@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -218,12 +219,18 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// The exposition, in the OpenMetrics text format Prometheus scrapes.
+    /// The exposition in the OpenMetrics text format (what Prometheus asks for).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+
+    /// The exposition in the classic Prometheus text format (0.0.4), for scrapers and tools
+    /// that do not ask for OpenMetrics (curl, promtool, older agents).
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text(&self.encode())
     }
 
     pub fn set_connectors(&self, n: usize) {
@@ -404,6 +411,31 @@ impl Metrics {
     }
 }
 
+/// OpenMetrics names a counter family without `_total` and ends with `# EOF`; the classic
+/// text format names the family as its samples are named, and has no EOF marker.
+fn openmetrics_to_text(om: &str) -> String {
+    let counters: Vec<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 fn stage_name(s: Stage) -> String {
     s.as_str().to_owned()
 }
@@ -478,11 +510,24 @@ fn respond(
             "GET only\n".into(),
         );
     }
+    let openmetrics = req
+        .headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.contains("application/openmetrics-text"))
+        });
     match req.uri().path() {
-        "/metrics" => reply(
+        "/metrics" if openmetrics => reply(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             metrics.encode(),
+        ),
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.encode_text(),
         ),
         "/healthz" if heartbeat.fresh() => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         "/healthz" => reply(
@@ -495,5 +540,54 @@ fn respond(
             "text/plain",
             "try /metrics or /healthz\n".into(),
         ),
+    }
+}
+
+/// The client side of `/healthz`, for `connector-probe health` (a container HEALTHCHECK
+/// needs no curl in the image). An unspecified listen address is asked on loopback.
+pub fn check_health(listen: SocketAddr, timeout: Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head).map_err(|e| format!("{addr}: {e}"))?;
+    let status = String::from_utf8_lossy(&head[..n]);
+    let line = status.lines().next().unwrap_or("");
+    if line.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!("{addr}/healthz answered {line:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counter_families_like_their_samples() {
+        let om = "# HELP a_seconds A gauge.\n# TYPE a_seconds gauge\na_seconds 1.5\n# HELP b Probes.\n# TYPE b counter\nb_total{x=\"1\"} 3\n# EOF\n";
+        let text = openmetrics_to_text(om);
+        assert_eq!(
+            text,
+            "# HELP a_seconds A gauge.\n# TYPE a_seconds gauge\na_seconds 1.5\n# HELP b_total Probes.\n# TYPE b_total counter\nb_total{x=\"1\"} 3\n"
+        );
     }
 }

@@ -430,6 +430,19 @@ async fn metrics_scrape_is_valid_prometheus_text() {
         let health = scrape(port, "/healthz");
         assert_eq!(health.trim(), "ok");
         let text = scrape(port, "/metrics");
+        assert!(
+            !text.contains("# EOF") && text.contains("# TYPE connector_probe_probes_total counter"),
+            "classic text format by default"
+        );
+        let om = get(
+            port,
+            "/metrics",
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n",
+        );
+        assert!(
+            om.ends_with("# EOF\n") && om.contains("# TYPE connector_probe_probes counter"),
+            "OpenMetrics when asked"
+        );
         let m = parse(&text);
         let good = [("connector", "good"), ("target", good_target.as_str())];
         assert_eq!(value(&m, "probe_success", &good), 1.0);
@@ -495,11 +508,15 @@ async fn metrics_scrape_is_valid_prometheus_text() {
 
 /// GET over plain TCP, so the test depends on no HTTP client.
 fn scrape(port: u16, path: &str) -> String {
+    get(port, path, "")
+}
+
+fn get(port: u16, path: &str, headers: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the metrics endpoint listens");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -528,4 +545,133 @@ fn value(m: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) ->
         | prometheus_parse::Value::Untyped(v) => v,
         ref other => panic!("{metric}: unexpected {other:?}"),
     }
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let Some(promtool) = crate::util::tool("promtool") else {
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let check = Command::new(&promtool)
+        .args(["check", "rules", "prometheus-alerts.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let test = Command::new(&promtool)
+        .args(["test", "rules", "prometheus-alerts.test.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promtool_accepts_a_live_scrape() {
+    let Some(promtool) = crate::util::tool("promtool") else {
+        return;
+    };
+    let pki = Pki::new();
+    let dir = lab_dir(&pki);
+    let server = healthy_server(&pki, None).await;
+    let port = free_port();
+    let cfg = config(dir.path(), port, &smart("good", server.addr));
+    blocking(move || {
+        let mut d = Daemon::start(&cfg);
+        d.event("probe_result", "good", WAIT);
+        let text = scrape(port, "/metrics");
+        let mut child = Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        // promtool exits non-zero for format errors; lint remarks are printed but not fatal.
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(d.stop(WAIT).0, 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_readiness_watchdog_reload_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let pki = Pki::new();
+    let dir = lab_dir(&pki);
+    let server = healthy_server(&pki, None).await;
+    let port = free_port();
+    let cfg = config(dir.path(), port, &smart("good", server.addr));
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    blocking(move || {
+        let child = Command::new(binary())
+            .args(["run", "--config", cfg.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "1000000")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child,
+            lines: channel().1,
+            seen: Vec::new(),
+        };
+        let mut messages = Vec::new();
+        let mut next = |want: &str| {
+            let mut buf = [0u8; 512];
+            loop {
+                let n = socket.recv(&mut buf).unwrap_or_else(|e| {
+                    panic!("no {want} from the daemon ({e}); got {messages:?}")
+                });
+                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                messages.push(msg.clone());
+                if msg.lines().any(|l| l == want) {
+                    return msg;
+                }
+            }
+        };
+        next("READY=1");
+        next("WATCHDOG=1");
+        assert_eq!(
+            crate::util::health(port),
+            0,
+            "/healthz answers 200 while the loop runs"
+        );
+        d.signal(libc::SIGHUP);
+        let reloading = next("RELOADING=1");
+        assert!(
+            reloading.contains("MONOTONIC_USEC="),
+            "systemd 253+ needs MONOTONIC_USEC: {reloading}"
+        );
+        next("READY=1");
+        d.signal(libc::SIGTERM);
+        next("STOPPING=1");
+        let status = d.child.wait().unwrap();
+        assert_eq!(status.code(), Some(0));
+    })
+    .await;
 }
