@@ -19,6 +19,8 @@
 //! * [`daemon`]: `run`: the scheduler, persisted state, alert events, metrics, reload.
 //! * [`lab`]: scripted SMTP and DNS servers on loopback, used by `demo` and by the tests.
 //! * [`demo`]: the built-in lab run, one server per row of the classification table.
+//! * [`import`]: `[[connector]]` entries from Exchange Online's own export of its outbound
+//!   connectors (`Get-OutboundConnector | ConvertTo-Json`).
 
 pub mod certificate;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod connect;
 pub mod daemon;
 pub mod demo;
 pub mod dns;
+pub mod import;
 pub mod lab;
 pub mod probe;
 pub mod report;

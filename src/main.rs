@@ -1,13 +1,15 @@
 //! The `connector-probe` binary: parses arguments, runs the library, maps the outcome to the
 //! documented exit code.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use connector_probe::config::{self, Config};
 use connector_probe::daemon::{self, LogFormat};
+use connector_probe::import::{self, ImportError};
 use connector_probe::probe::{ProbeContext, probe_all};
 use connector_probe::{demo, report};
 
@@ -72,6 +74,27 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write [[connector]] entries from a description of the connectors elsewhere.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// From Exchange Online: the JSON of `Get-OutboundConnector | ConvertTo-Json -Depth 5`.
+    Exchange {
+        /// The JSON export.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Write a whole configuration file here instead of printing the entries.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace the --output file if it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -104,6 +127,20 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { config } => check_config(config),
         Cmd::Health { config } => health(config),
         Cmd::Demo { json } => runtime.block_on(demo::run(json)),
+        Cmd::Import {
+            source:
+                ImportSource::Exchange {
+                    file,
+                    output,
+                    force,
+                },
+        } => match import_exchange(&file, output.as_deref(), force) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(import::EXIT_FAILED)
+            }
+        },
     }
 }
 
@@ -202,4 +239,35 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
         .max()
         .unwrap_or(0);
     ExitCode::from(worst as u8)
+}
+
+/// Findings go to stderr, the TOML to stdout or to `output`.
+fn import_exchange(file: &Path, output: Option<&Path>, force: bool) -> Result<u8, ImportError> {
+    let bytes = std::fs::read(file).map_err(|source| ImportError::Read {
+        path: file.to_owned(),
+        source,
+    })?;
+    let imported = import::exchange(&bytes)?;
+    for finding in imported.findings() {
+        eprintln!("{finding}");
+    }
+    let source = file.display().to_string();
+    match output {
+        None => {
+            let text = imported.fragment(&source)?;
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|source| ImportError::Write {
+                    path: PathBuf::from("standard output"),
+                    source,
+                })?;
+        }
+        Some(path) => {
+            let text = imported.config_file(&source)?;
+            import::write_config(path, &text, force)?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    eprintln!("{}", imported.summary());
+    Ok(imported.exit_code())
 }

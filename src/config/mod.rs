@@ -20,7 +20,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
-pub use hosts::{Host, SmartHost, TlsDomain};
+pub use hosts::{Host, SmartHost, TlsDomain, parse_dns_name};
 use locate::Locator;
 
 /// Where `--config` points when it is not given and `$CONNECTOR_PROBE_CONFIG` is unset.

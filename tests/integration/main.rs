@@ -5,10 +5,12 @@
 //! * `details`: what a verdict carries beyond its code (EOP status line, certificate details).
 //! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
 //! * `cli`: the binary itself: exit codes, JSON, configuration errors.
+//! * `import`: `import exchange` on real PowerShell exports.
 
 mod classification;
 mod cli;
 mod daemon;
 mod details;
 mod hostile;
+mod import;
 mod util;
