@@ -99,6 +99,7 @@ enum ImportSource {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_fd_limit();
     match &cli.command {
         Cmd::Run { log_format, .. } => daemon::init_logging(*log_format),
         _ => init_logging(),
@@ -141,6 +142,23 @@ fn main() -> ExitCode {
                 ExitCode::from(import::EXIT_FAILED)
             }
         },
+    }
+}
+
+/// Each probe in flight holds a socket; the soft limit on open files (often 1024) is raised
+/// to the hard limit, as servers that hold many connections do.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }
 
@@ -227,7 +245,7 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
     for note in &ctx.tls.notes {
         tracing::warn!("{note}");
     }
-    let verdicts = probe_all(&ctx, &connectors).await;
+    let verdicts = probe_all(&ctx, &connectors, config.daemon.concurrency).await;
     if json {
         println!("{}", report::json(&verdicts, all));
     } else {

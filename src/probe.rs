@@ -39,9 +39,23 @@ impl ProbeContext {
     }
 }
 
-/// Probes every connector once, concurrently, in configuration order.
-pub async fn probe_all(ctx: &ProbeContext, connectors: &[Connector]) -> Vec<ConnectorVerdict> {
-    join_all(connectors.iter().map(|c| probe_connector(ctx, c))).await
+/// Probes every connector once, concurrently but at most `concurrency` at a time (each open
+/// connection is a file descriptor; ten thousand at once would exhaust them), results in
+/// configuration order.
+pub async fn probe_all(
+    ctx: &ProbeContext,
+    connectors: &[Connector],
+    concurrency: usize,
+) -> Vec<ConnectorVerdict> {
+    let limit = tokio::sync::Semaphore::new(concurrency.max(1));
+    join_all(connectors.iter().map(|c| async {
+        let _permit = limit
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        probe_connector(ctx, c).await
+    }))
+    .await
 }
 
 /// Probes every target of one connector, concurrently.
