@@ -73,16 +73,6 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 7] = [
-        Code::DnsQueryFailed,
-        Code::ConnectionTimedOut,
-        Code::ConnectionRefused,
-        Code::CannotConnect,
-        Code::ClosedAbruptly,
-        Code::CertificateValidationFailed,
-        Code::Other,
-    ];
-
     /// The enhanced status code, as EOP spells it under the given setting.
     pub fn enhanced(self, cert: CertificateFailureCode) -> &'static str {
         match self {

@@ -43,13 +43,6 @@ pub enum TlsMode {
 }
 
 impl TlsMode {
-    pub const ALL: [TlsMode; 4] = [
-        TlsMode::Opportunistic,
-        TlsMode::EncryptionOnly,
-        TlsMode::CertificateValidation,
-        TlsMode::DomainValidation,
-    ];
-
     /// Whether a missing or refused STARTTLS fails the connector.
     pub fn requires_tls(self) -> bool {
         self != TlsMode::Opportunistic
@@ -131,14 +124,6 @@ pub struct Timeouts {
     pub command: Duration,
     /// The TLS handshake.
     pub tls: Duration,
-}
-
-impl Timeouts {
-    /// The longest a probe of one target can take: the sum of every stage's bound.
-    pub fn total(&self) -> Duration {
-        // resolve, connect, banner, EHLO, STARTTLS, TLS, EHLO again, QUIT.
-        self.dns + self.connect + self.banner + self.command * 4 + self.tls
-    }
 }
 
 /// The settings of `[defaults]`, after every connector's overrides are applied.

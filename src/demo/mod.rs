@@ -309,8 +309,8 @@ fn table(results: &[(&CaseDef, ConnectorVerdict)]) -> String {
     );
     let _ = writeln!(
         out,
-        "  {:<33} {:<23} {:<20} {:<20} stage / detail",
-        "case", "tls mode", "expected", "got"
+        "   {:<62} {:<23} {:<20} got",
+        "row of classification.md", "tls mode", "expected"
     );
     for (def, v) in results {
         let expected = describe(
@@ -319,10 +319,11 @@ fn table(results: &[(&CaseDef, ConnectorVerdict)]) -> String {
         );
         let got = describe(v.status, v.code.as_deref());
         let mark = if matches_expectation(def, v) {
-            "  "
+            "ok"
         } else {
             "!!"
         };
+        // What the probe saw: the failing target, else the first warning.
         let first = v
             .targets
             .iter()
@@ -336,13 +337,13 @@ fn table(results: &[(&CaseDef, ConnectorVerdict)]) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{mark}{:<33} {:<23} {:<20} {:<20} {}",
-            def.id,
+            "{mark} {:<62} {:<23} {:<20} {}",
+            truncate(def.row, 62),
             def.mode.as_str(),
             expected,
-            got,
-            truncate(&detail, 110)
+            got
         );
+        let _ = writeln!(out, "     [{}] {}", def.id, truncate(&detail, 140));
     }
     out
 }
