@@ -14,7 +14,7 @@ use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, R
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError, NoRecords};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 
 use crate::config::{DnsConfig, IpFamily};
 use crate::verdict::Outcome;
@@ -83,39 +83,10 @@ impl Resolver {
     pub async fn addresses(&self, host: &str, family: IpFamily) -> Result<Vec<IpAddr>, DnsFailure> {
         let resolver = self.resolver()?;
         let name = fqdn(host)?;
-        let v4 = async {
-            if !family.wants_v4() {
-                return None;
-            }
-            Some(match resolver.ipv4_lookup(name.clone()).await {
-                Ok(l) => Ok(l
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::A(a) => Some(IpAddr::V4(a.0)),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()),
-                Err(e) => Err(classify(&e)),
-            })
-        };
-        let v6 = async {
-            if !family.wants_v6() {
-                return None;
-            }
-            Some(match resolver.ipv6_lookup(name.clone()).await {
-                Ok(l) => Ok(l
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()),
-                Err(e) => Err(classify(&e)),
-            })
-        };
-        let (a, aaaa) = tokio::join!(v4, v6);
+        let (a, aaaa) = tokio::join!(
+            lookup_family(resolver, &name, RecordType::A, family.wants_v4()),
+            lookup_family(resolver, &name, RecordType::AAAA, family.wants_v6()),
+        );
         let mut addresses = Vec::new();
         let mut failures = Vec::new();
         for (rtype, result) in [("A", a), ("AAAA", aaaa)] {
@@ -176,6 +147,31 @@ impl Resolver {
         hosts.sort_by_key(|h| h.preference);
         Ok(MxAnswer::Hosts(hosts))
     }
+}
+
+/// One family's addresses (`None` when the family is not wanted). An empty answer counts as
+/// NODATA, as a CNAME chain ending nowhere would.
+async fn lookup_family(
+    resolver: &TokioResolver,
+    name: &Name,
+    rtype: RecordType,
+    wanted: bool,
+) -> Option<Result<Vec<IpAddr>, DnsFailure>> {
+    if !wanted {
+        return None;
+    }
+    Some(match resolver.lookup(name.clone(), rtype).await {
+        Ok(l) => Ok(l
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })
+            .collect()),
+        Err(e) => Err(classify(&e)),
+    })
 }
 
 fn name_server(addr: &SocketAddr) -> NameServerConfig {

@@ -459,14 +459,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "certificate: expired",
             CV,
             failing(Code::CertificateValidationFailed),
-            Peer::Script(|pki, host| healthy(
-                pki,
-                LeafSpec {
-                    not_before: time::Duration::days(-400),
-                    not_after: time::Duration::days(-2),
-                    ..LeafSpec::valid(host)
-                }
-            ))
+            Peer::Script(|pki, host| healthy(pki, LeafSpec::expired(host)))
         ),
         case!(
             "cert-not-yet-valid",
@@ -574,14 +567,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "certificate: expired, opportunistic",
             OP,
             WARNING,
-            Peer::Script(|pki, host| healthy(
-                pki,
-                LeafSpec {
-                    not_before: time::Duration::days(-400),
-                    not_after: time::Duration::days(-2),
-                    ..LeafSpec::valid(host)
-                }
-            ))
+            Peer::Script(|pki, host| healthy(pki, LeafSpec::expired(host)))
         ),
         case!(
             "cert-expiring-soon",
@@ -626,14 +612,7 @@ pub fn catalogue() -> Vec<CaseDef> {
                 "certificate: expired, certificate_failure_code = 4.4.317",
                 CV,
                 failing(Code::CertificateValidationFailed),
-                Peer::Script(|pki, host| healthy(
-                    pki,
-                    LeafSpec {
-                        not_before: time::Duration::days(-400),
-                        not_after: time::Duration::days(-2),
-                        ..LeafSpec::valid(host)
-                    }
-                ))
+                Peer::Script(|pki, host| healthy(pki, LeafSpec::expired(host)))
             )
         },
         case!(

@@ -72,6 +72,17 @@ impl LeafSpec {
     }
 }
 
+impl LeafSpec {
+    /// A certificate for `name` that expired two days ago.
+    pub fn expired(name: &str) -> LeafSpec {
+        LeafSpec {
+            not_before: Duration::days(-400),
+            not_after: Duration::days(-2),
+            ..LeafSpec::valid(name)
+        }
+    }
+}
+
 /// A leaf certificate with its key and the chain the server sends.
 pub struct Leaf {
     pub chain: Vec<CertificateDer<'static>>,
