@@ -44,6 +44,8 @@ pub enum MxAnswer {
 
 pub struct Resolver {
     inner: Result<TokioResolver, String>,
+    /// The nameservers asked, for messages ("127.0.0.53:53").
+    servers: String,
 }
 
 impl Resolver {
@@ -51,16 +53,21 @@ impl Resolver {
     /// A resolver that cannot be built is not an error here: every lookup then fails with
     /// "no resolver reachable", which is what EOP would see from a host without DNS.
     pub fn new(config: &DnsConfig, timeout: Duration) -> Resolver {
-        let builder = if config.nameservers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|e| format!("cannot read /etc/resolv.conf: {e}"))
+        let resolver_config = if config.nameservers.is_empty() {
+            hickory_resolver::system_conf::read_system_conf()
+                .map(|(c, _)| c)
+                .map_err(|e| format!("cannot read /etc/resolv.conf: {e}"))
         } else {
-            let servers = config.nameservers.iter().map(name_server).collect();
-            Ok(TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
+            Ok(ResolverConfig::from_name_servers(
+                config.nameservers.iter().map(name_server).collect(),
             ))
         };
-        let inner = builder.and_then(|mut b| {
+        let servers = match &resolver_config {
+            Ok(c) => describe(c.name_servers()),
+            Err(_) => "no nameserver".to_owned(),
+        };
+        let inner = resolver_config.and_then(|c| {
+            let mut b = TokioResolver::builder_with_config(c, TokioRuntimeProvider::default());
             let opts: &mut ResolverOpts = b.options_mut();
             opts.timeout = timeout;
             opts.attempts = 1;
@@ -68,7 +75,12 @@ impl Resolver {
             b.build()
                 .map_err(|e| format!("cannot build the resolver: {e}"))
         });
-        Resolver { inner }
+        Resolver { inner, servers }
+    }
+
+    /// The nameservers this resolver asks, for messages.
+    pub fn servers(&self) -> &str {
+        &self.servers
     }
 
     fn resolver(&self) -> Result<&TokioResolver, DnsFailure> {
@@ -172,6 +184,22 @@ async fn lookup_family(
             .collect()),
         Err(e) => Err(classify(&e)),
     })
+}
+
+/// "127.0.0.53:53" or "192.0.2.53:53, [2001:db8::53]:53", without the UDP/TCP duplicates.
+fn describe(servers: &[NameServerConfig]) -> String {
+    let addrs: std::collections::BTreeSet<String> = servers
+        .iter()
+        .flat_map(|ns| {
+            ns.connections
+                .iter()
+                .map(move |c| SocketAddr::new(ns.ip, c.port).to_string())
+        })
+        .collect();
+    if addrs.is_empty() {
+        return "no nameserver".to_owned();
+    }
+    addrs.into_iter().collect::<Vec<_>>().join(", ")
 }
 
 fn name_server(addr: &SocketAddr) -> NameServerConfig {

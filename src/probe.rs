@@ -130,7 +130,11 @@ async fn plan(ctx: &ProbeContext, c: &Connector) -> Vec<Planned> {
                     return vec![Planned::Failed(Box::new(resolve_failed(c, domain, f, t0)))];
                 }
                 Err(_) => {
-                    let f = dns_timeout(s.timeouts.dns, &format!("MX lookup for {domain}"));
+                    let f = dns_timeout(
+                        &ctx.resolver,
+                        s.timeouts.dns,
+                        &format!("MX lookup for {domain}"),
+                    );
                     return vec![Planned::Failed(Box::new(resolve_failed(c, domain, f, t0)))];
                 }
             };
@@ -159,7 +163,7 @@ async fn resolve_host(
             )))];
         }
         Err(_) => {
-            let f = dns_timeout(s.timeouts.dns, name);
+            let f = dns_timeout(&ctx.resolver, s.timeouts.dns, name);
             return vec![Planned::Failed(Box::new(resolve_failed_s(
                 s, name, port, f, t0,
             )))];
@@ -183,12 +187,13 @@ async fn resolve_host(
         .collect()
 }
 
-fn dns_timeout(limit: Duration, what: &str) -> DnsFailure {
+fn dns_timeout(resolver: &Resolver, limit: Duration, what: &str) -> DnsFailure {
     DnsFailure {
         outcome: Outcome::DnsTimeout,
         detail: format!(
-            "{what}: no answer within the dns timeout ({})",
-            crate::config::format_duration(limit)
+            "{what}: no answer within the dns timeout ({}) from {}",
+            crate::config::format_duration(limit),
+            resolver.servers()
         ),
     }
 }
