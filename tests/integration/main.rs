@@ -5,9 +5,11 @@
 //! * `details`: what a verdict carries beyond its code (EOP status line, certificate details).
 //! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
 //! * `cli`: the binary itself: exit codes, JSON, configuration errors.
+//! * `peers`: real third-party peers (Postfix, smtp-sink, dnsmasq, iptables) against the binary.
 
 mod classification;
 mod cli;
 mod details;
 mod hostile;
+mod peers;
 mod util;
