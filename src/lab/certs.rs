@@ -88,6 +88,10 @@ pub struct Leaf {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivatePkcs8KeyDer<'static>,
     pub serial: u64,
+    /// The chain in PEM, leaf first, for servers configured by file (Postfix).
+    pub chain_pem: String,
+    /// The key in PKCS#8 PEM.
+    pub key_pem: String,
 }
 
 impl Leaf {
@@ -190,17 +194,19 @@ impl Pki {
             Signer::Stranger => p.signed_by(&key, &self.stranger.issuer()),
             Signer::SelfSigned => p.self_signed(&key),
         }
-        .expect("signing")
-        .der()
-        .clone();
-        let mut chain = vec![cert];
+        .expect("signing");
+        let mut chain = vec![cert.der().clone()];
+        let mut chain_pem = cert.pem();
         if spec.send_intermediate && spec.signer == Signer::Intermediate {
             chain.push(self.intermediate.cert.clone());
+            chain_pem.push_str(&self.intermediate.pem);
         }
         Leaf {
             chain,
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
             serial: spec.serial,
+            chain_pem,
+            key_pem: key.serialize_pem(),
         }
     }
 

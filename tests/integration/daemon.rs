@@ -12,6 +12,7 @@ use connector_probe::lab::certs::{LeafSpec, Pki};
 use connector_probe::lab::smtp::{Script, SmtpServer};
 use serde_json::Value;
 
+use crate::peers::support::{Need, available, tool_path};
 use crate::util::binary;
 
 /// A running `connector-probe run`, its stdout read line by line.
@@ -549,9 +550,10 @@ fn value(m: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) ->
 
 #[test]
 fn alert_rules_pass_promtool() {
-    let Some(promtool) = crate::util::tool("promtool") else {
+    if !available("promtool", &[Need::Tool("promtool")]) {
         return;
-    };
+    }
+    let promtool = tool_path("promtool");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let check = Command::new(&promtool)
         .args(["check", "rules", "prometheus-alerts.yml"])
@@ -578,9 +580,10 @@ fn alert_rules_pass_promtool() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn promtool_accepts_a_live_scrape() {
-    let Some(promtool) = crate::util::tool("promtool") else {
+    if !available("promtool", &[Need::Tool("promtool")]) {
         return;
-    };
+    }
+    let promtool = tool_path("promtool");
     let pki = Pki::new();
     let dir = lab_dir(&pki);
     let server = healthy_server(&pki, None).await;

@@ -5,7 +5,9 @@
 //! * `details`: what a verdict carries beyond its code (EOP status line, certificate details).
 //! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
 //! * `cli`: the binary itself: exit codes, JSON, configuration errors.
-//! * `import`: `import exchange` on real PowerShell exports.
+//! * `daemon`: `run` as a process: events, state, reload, signals, metrics, systemd notify.
+//! * `import`: `import exchange` on PowerShell exports.
+//! * `peers`: real third-party peers (Postfix, smtp-sink, dnsmasq, iptables) against the binary.
 
 mod classification;
 mod cli;
@@ -13,4 +15,5 @@ mod daemon;
 mod details;
 mod hostile;
 mod import;
+mod peers;
 mod util;

@@ -50,25 +50,6 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_connector-probe")
 }
 
-/// The path of a third-party tool a test needs, or `None` (and a note on stderr) when it is
-/// not installed. With `CONNECTOR_PROBE_REQUIRE_PEERS=1` (set by `.ci/run`, which installs
-/// them) a missing tool fails the test instead, so nothing is silently skipped in CI.
-pub fn tool(name: &str) -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CONNECTOR_PROBE_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "{name} is required (CONNECTOR_PROBE_REQUIRE_PEERS=1) but not installed"
-        );
-        eprintln!("SKIPPED: {name} is not installed");
-    }
-    found
-}
-
 /// `connector-probe health` against a daemon whose metrics listen on `port`: its exit code.
 pub fn health(port: u16) -> i32 {
     let dir = tempfile::tempdir().unwrap();
