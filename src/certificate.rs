@@ -47,6 +47,10 @@ pub struct CertificateInfo {
     /// `probe_ssl_earliest_cert_expiry`): an intermediate can expire before the leaf.
     #[serde(skip)]
     pub earliest_expiry_unix: i64,
+    /// Issuer and subject are the same name: a self-signed certificate, whatever its
+    /// extensions say.
+    #[serde(skip)]
+    pub self_issued: bool,
 }
 
 impl CertificateInfo {
@@ -89,6 +93,7 @@ impl CertificateInfo {
             sha256_fingerprint: hex(&Sha256::digest(der.as_ref()), ":"),
             chain_length: chain.len(),
             common_names,
+            self_issued: cert.subject().as_raw() == cert.issuer().as_raw(),
             not_after_unix: not_after.unix_timestamp(),
             earliest_expiry_unix: chain
                 .iter()
@@ -111,11 +116,15 @@ impl CertificateInfo {
 
     /// The names `tls_domain` is checked against: the subjectAltName DNS names and the
     /// subject common names. Exchange matches either, so the probe does too.
-    pub fn candidate_names(&self) -> impl Iterator<Item = &str> {
-        self.names
-            .iter()
-            .chain(&self.common_names)
-            .map(String::as_str)
+    pub fn candidate_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for n in self.names.iter().chain(&self.common_names) {
+            // The CN usually repeats a subjectAltName; list each name once.
+            if !names.iter().any(|m| m.eq_ignore_ascii_case(n)) {
+                names.push(n);
+            }
+        }
+        names
     }
 
     /// The expiry warning, if `not_after` is within `window` of `now`.
@@ -152,7 +161,10 @@ fn hex(bytes: &[u8], sep: &str) -> String {
 
 /// How a rustls/webpki chain error reads in the table. `None` for a name error: the chain
 /// was fine (webpki checks the name last) and the name is judged by [`matches_tls_domain`].
-pub fn chain_outcome(e: &TlsError) -> Option<(Outcome, String)> {
+/// A self-issued leaf that is not trusted is untrusted (EOP's `UntrustedRoot`), whatever
+/// webpki objected to first: `openssl req -x509` marks its certificate as a CA, which webpki
+/// rejects as a CA used as an end entity before it looks for a trust anchor.
+pub fn chain_outcome(e: &TlsError, self_issued: bool) -> Option<(Outcome, String)> {
     let TlsError::InvalidCertificate(ce) = e else {
         return Some((Outcome::Invalid, format!("certificate rejected: {e}")));
     };
@@ -167,6 +179,7 @@ pub fn chain_outcome(e: &TlsError) -> Option<(Outcome, String)> {
         }
         CertificateError::UnknownIssuer => Outcome::Untrusted,
         CertificateError::Revoked => Outcome::Revoked,
+        _ if self_issued => Outcome::Untrusted,
         _ => Outcome::Invalid,
     };
     let what = match outcome {

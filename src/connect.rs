@@ -46,11 +46,13 @@ fn classify(addr: SocketAddr, e: &io::Error) -> Failure {
             "connection refused",
         ),
         (_, Some(libc::EHOSTUNREACH)) | (io::ErrorKind::HostUnreachable, _) => {
-            (Stage::Connect, Outcome::Unreachable, "host unreachable")
+            (Stage::Connect, Outcome::HostUnreachable, "host unreachable")
         }
-        (_, Some(libc::ENETUNREACH)) | (io::ErrorKind::NetworkUnreachable, _) => {
-            (Stage::Connect, Outcome::Unreachable, "network unreachable")
-        }
+        (_, Some(libc::ENETUNREACH)) | (io::ErrorKind::NetworkUnreachable, _) => (
+            Stage::Connect,
+            Outcome::NetUnreachable,
+            "network unreachable",
+        ),
         (_, Some(libc::EACCES | libc::EPERM)) => (
             Stage::Connect,
             Outcome::LocalFirewall,
@@ -80,8 +82,8 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:25".parse().unwrap();
         let cases = [
             (libc::ECONNREFUSED, Stage::Connect, Outcome::ConnectRefused),
-            (libc::EHOSTUNREACH, Stage::Connect, Outcome::Unreachable),
-            (libc::ENETUNREACH, Stage::Connect, Outcome::Unreachable),
+            (libc::EHOSTUNREACH, Stage::Connect, Outcome::HostUnreachable),
+            (libc::ENETUNREACH, Stage::Connect, Outcome::NetUnreachable),
             (libc::EACCES, Stage::Connect, Outcome::LocalFirewall),
             (libc::EPERM, Stage::Connect, Outcome::LocalFirewall),
             (libc::ETIMEDOUT, Stage::Connect, Outcome::ConnectTimeout),

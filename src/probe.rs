@@ -549,7 +549,7 @@ impl<'a> Run<'a> {
         self.verdict.certificate = info.clone();
         let problem = match ctx.tls.verify_chain(chain, &target.server_name) {
             Ok(()) => None,
-            Err(e) => chain_outcome(&e),
+            Err(e) => chain_outcome(&e, info.as_ref().is_some_and(|i| i.self_issued)),
         };
         if let Some((outcome, detail)) = problem {
             return self.outcome(Stage::Certificate, outcome, detail);

@@ -161,7 +161,8 @@ pub enum Outcome {
     // connect
     ConnectTimeout,
     ConnectRefused,
-    Unreachable,
+    HostUnreachable,
+    NetUnreachable,
     LocalFirewall,
     // any session stage
     Closed,
@@ -274,7 +275,12 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         stages: &[S::Connect],
-        outcomes: &[O::ConnectRefused, O::Unreachable, O::LocalFirewall],
+        outcomes: &[
+            O::ConnectRefused,
+            O::HostUnreachable,
+            O::NetUnreachable,
+            O::LocalFirewall,
+        ],
         modes: Modes::All,
         action: Action::Fail(Code::ConnectionRefused),
     },
@@ -403,7 +409,8 @@ fn eop_message(f: &Failure, cert: Option<&CertificateInfo>, tls_domain: Option<&
         O::NullMx => "InfoNoRecords NullMX".into(),
         O::ConnectTimeout => "Socket error code 10060".into(),
         O::ConnectRefused => "Socket error code 10061".into(),
-        O::Unreachable => "Socket error code 10065".into(),
+        O::HostUnreachable => "Socket error code 10065".into(),
+        O::NetUnreachable => "Socket error code 10051".into(),
         O::LocalFirewall => "Socket error code 10013".into(),
         O::Reset => "Socket error code 10054".into(),
         O::Closed => "Remote host closed the connection".into(),
@@ -572,7 +579,7 @@ mod tests {
             ),
             (
                 S::Connect,
-                O::Unreachable,
+                O::HostUnreachable,
                 Opportunistic,
                 Action::Fail(Code::ConnectionRefused),
             ),

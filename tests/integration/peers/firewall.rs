@@ -84,7 +84,7 @@ fn rules() -> Vec<Rule> {
             "fw-reject-net-unreachable",
             "rejects with ICMP network unreachable",
             "INPUT -p tcp --dport {port} -j REJECT --reject-with icmp-net-unreachable",
-            failing("450 4.4.316", "connect"),
+            refused("Socket error code 10051"),
         ),
         rule(
             "fw-reject-admin-prohibited",

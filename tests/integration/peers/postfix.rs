@@ -253,7 +253,8 @@ fn cases(servers: &[Server], ports: &HashMap<&str, u16>) -> Vec<Case> {
         on(
             "pf-openssl-self-signed-dv",
             "openssl-self-signed",
-            cert_failure(),
+            // A CA-flagged self-signed leaf is untrusted, as EOP reports it.
+            cert_failure().message("UntrustedRoot"),
         )
         .domain(MAIL),
         on(
