@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -13,11 +14,13 @@ use rustls_pki_types::ServerName;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinSet;
 
 use crate::certificate::{CertificateInfo, chain_outcome, matches_tls_domain};
 use crate::config::{Config, Connector, Host, Route, Settings, TlsDomain, TlsMode};
 use crate::connect::connect;
 use crate::dns::{DnsFailure, MxAnswer, Resolver};
+use crate::limits::{Limits, Place};
 use crate::smtp::{Command, ReadError, Reply, SmtpStream};
 use crate::tls::{TlsClient, peer_chain, session_info};
 use crate::verdict::{
@@ -41,32 +44,72 @@ impl ProbeContext {
 
 /// Probes every connector once, concurrently but at most `concurrency` at a time (each open
 /// connection is a file descriptor; ten thousand at once would exhaust them), results in
-/// configuration order.
+/// configuration order. Probes waiting on dead servers make way for the others (see
+/// [`crate::limits`]). Each probe is a task of its own, so every worker thread takes a share
+/// of the TLS work; a task is only made once its probe has a place, so the probes' state in
+/// memory follows the probes in flight, not the number of connectors.
 pub async fn probe_all(
-    ctx: &ProbeContext,
+    ctx: &Arc<ProbeContext>,
     connectors: &[Connector],
     concurrency: usize,
 ) -> Vec<ConnectorVerdict> {
-    let limit = tokio::sync::Semaphore::new(concurrency.max(1));
-    join_all(connectors.iter().map(|c| async {
-        let _permit = limit
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        probe_connector(ctx, c).await
-    }))
-    .await
+    let limits = Limits::new(concurrency);
+    let mut verdicts: Vec<Option<ConnectorVerdict>> = connectors.iter().map(|_| None).collect();
+    let mut running = JoinSet::new();
+    for (i, c) in connectors.iter().enumerate() {
+        let place = limits.acquire().await;
+        // A finished task keeps its (large) allocation until it is joined.
+        while let Some(done) = running.try_join_next() {
+            keep(&mut verdicts, done);
+        }
+        let (ctx, c) = (ctx.clone(), c.clone());
+        running.spawn(async move { (i, probe_connector_in(&ctx, &c, &place).await) });
+    }
+    while let Some(done) = running.join_next().await {
+        keep(&mut verdicts, done);
+    }
+    verdicts
+        .into_iter()
+        .map(|v| v.expect("every connector was probed"))
+        .collect()
 }
 
-/// Probes every target of one connector, concurrently.
+fn keep(
+    verdicts: &mut [Option<ConnectorVerdict>],
+    done: Result<(usize, ConnectorVerdict), tokio::task::JoinError>,
+) {
+    let (i, verdict) = done.expect("a probe task never panics");
+    verdicts[i] = Some(verdict);
+}
+
+/// Probes every target of one connector, concurrently, outside any concurrency bound.
 pub async fn probe_connector(ctx: &ProbeContext, c: &Connector) -> ConnectorVerdict {
+    probe_connector_in(ctx, c, &Place::unbounded()).await
+}
+
+/// Probes every target of one connector, concurrently, holding `place` in the bound.
+pub async fn probe_connector_in(
+    ctx: &ProbeContext,
+    c: &Connector,
+    place: &Place,
+) -> ConnectorVerdict {
     let started_at = OffsetDateTime::now_utc();
     let t0 = Instant::now();
     let planned = plan(ctx, c).await;
+    place.started(
+        planned
+            .iter()
+            .filter(|p| matches!(p, Planned::Target(_)))
+            .count(),
+    );
     let targets = join_all(planned.into_iter().map(|p| async move {
         match p {
             Planned::Failed(t) => *t,
-            Planned::Target(t) => probe_target(ctx, c, t).await,
+            Planned::Target(t) => {
+                let verdict = probe_target(ctx, c, t, place).await;
+                place.finished();
+                verdict
+            }
         }
     }))
     .await;
@@ -210,7 +253,12 @@ fn resolve_failed_s(
 }
 
 /// Probes one resolved target through every session stage.
-pub async fn probe_target(ctx: &ProbeContext, c: &Connector, target: Target) -> TargetVerdict {
+pub async fn probe_target(
+    ctx: &ProbeContext,
+    c: &Connector,
+    target: Target,
+    place: &Place,
+) -> TargetVerdict {
     let mut run = Run::new(
         &c.settings,
         c.tls_domain.as_ref(),
@@ -221,7 +269,7 @@ pub async fn probe_target(ctx: &ProbeContext, c: &Connector, target: Target) -> 
     if let Some(r) = target.resolve_ms {
         run.timings.insert(Stage::Resolve, r);
     }
-    let result = run.session(ctx, &target).await;
+    let result = run.session(ctx, &target, place).await;
     run.finish(result)
 }
 
@@ -415,11 +463,16 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn session(&mut self, ctx: &ProbeContext, target: &Target) -> Result<(), Failure> {
+    async fn session(
+        &mut self,
+        ctx: &ProbeContext,
+        target: &Target,
+        place: &Place,
+    ) -> Result<(), Failure> {
         let t = self.settings.timeouts;
 
         self.enter(Stage::Connect);
-        let tcp = connect(target.addr, t.connect).await?;
+        let tcp = place.connect(connect(target.addr, t.connect)).await?;
 
         self.enter(Stage::Banner);
         let mut smtp = SmtpStream::new(tcp);
@@ -480,7 +533,7 @@ impl<'a> Run<'a> {
         self.verdict.tls = Some(session_info(&tls));
 
         self.enter(Stage::Certificate);
-        self.certificate(ctx, target, &peer_chain(&tls))?;
+        self.certificate(ctx, target, &peer_chain(&tls)).await?;
 
         self.enter(Stage::EhloTls);
         let mut smtp = SmtpStream::new(tls);
@@ -533,7 +586,7 @@ impl<'a> Run<'a> {
     }
 
     /// The certificate stage: details always, then the chain and name judgement.
-    fn certificate(
+    async fn certificate(
         &mut self,
         ctx: &ProbeContext,
         target: &Target,
@@ -542,7 +595,7 @@ impl<'a> Run<'a> {
         let now = OffsetDateTime::now_utc();
         let info = CertificateInfo::from_chain(chain, now);
         self.verdict.certificate = info.clone();
-        let problem = match ctx.tls.verify_chain(chain, &target.server_name) {
+        let problem = match ctx.tls.verify_chain(chain, &target.server_name).await {
             Ok(()) => None,
             Err(e) => chain_outcome(&e),
         };
