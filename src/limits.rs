@@ -12,11 +12,16 @@
 //! So a connect still pending after [`SLOW_CONNECT`] counts as such a wait: by then the
 //! initial SYN retransmission timeout (RFC 6298, one second) has passed, so the SYN or its
 //! answer was lost, or nothing is listening. When every target a probe still runs is in such
-//! a wait, the probe moves to the slow pool ([`SLOW_POOL_FACTOR`] times as large), giving its
-//! main place to the next connector, and stays there until it ends, whatever follows. When the
-//! slow pool is full it keeps its main place, as before. Nothing about the probe itself
-//! changes: its timeouts, stages and verdict are the same; only whose turn it is changes.
-//! Both pools together bound the probes, and so the sockets, in flight.
+//! a wait, the probe moves to the slow pool, giving its main place to the next connector, and
+//! stays there until it ends, whatever follows. When the slow pool is full it keeps its main
+//! place, as before. Nothing about the probe itself changes: its timeouts, stages and verdict
+//! are the same; only whose turn it is changes.
+//!
+//! A waiting probe costs a socket, so the slow pool is sized from the open-files limit: half
+//! of it, less the main pool (the other half is for the probes at work, which may hold a
+//! socket per target, and everything else). With the limit the binary raises at start, that
+//! is thousands of places, enough for every dead server of a large fleet to wait out even the
+//! default 30 s connect timeout.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -26,30 +31,27 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a connect may be pending before the probe waiting on it gives up its main place.
 pub const SLOW_CONNECT: Duration = Duration::from_secs(1);
-/// The slow pool's size, as a multiple of the main pool's.
-pub const SLOW_POOL_FACTOR: usize = 4;
 
 /// The two pools of a run (`probe --all`) or of a daemon configuration.
 #[derive(Debug)]
 pub struct Limits {
     main: Arc<Semaphore>,
     slow: Arc<Semaphore>,
-    concurrency: usize,
 }
 
 impl Limits {
+    /// `concurrency` main places, and a slow pool sized from the open-files limit.
     pub fn new(concurrency: usize) -> Limits {
         let concurrency = concurrency.max(1);
-        Limits {
-            main: Arc::new(Semaphore::new(concurrency)),
-            slow: Arc::new(Semaphore::new(concurrency * SLOW_POOL_FACTOR)),
-            concurrency,
-        }
+        let slow = (open_files_limit() / 2).saturating_sub(concurrency);
+        Limits::with_pools(concurrency, slow)
     }
 
-    /// The main pool's size.
-    pub fn concurrency(&self) -> usize {
-        self.concurrency
+    fn with_pools(main: usize, slow: usize) -> Limits {
+        Limits {
+            main: Arc::new(Semaphore::new(main)),
+            slow: Arc::new(Semaphore::new(slow)),
+        }
     }
 
     /// Waits for a main place (first come, first served).
@@ -70,6 +72,19 @@ impl Limits {
             }),
         }
     }
+}
+
+/// The soft limit on open files (1024, the usual default, if it cannot be read).
+fn open_files_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed by pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
 
 /// One probe's place, held until it is dropped.
@@ -157,7 +172,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_connect_frees_the_main_place() {
-        let limits = Limits::new(1);
+        let limits = Limits::with_pools(1, 4);
         let place = limits.acquire().await;
         place.started(1);
         let never = std::future::pending::<()>();
@@ -175,7 +190,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_fast_connect_keeps_the_main_place() {
-        let limits = Limits::new(1);
+        let limits = Limits::with_pools(1, 4);
         let place = limits.acquire().await;
         place.started(1);
         let fast = tokio::time::sleep(SLOW_CONNECT / 2);
@@ -186,7 +201,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_busy_target_keeps_the_place() {
-        let limits = Limits::new(1);
+        let limits = Limits::with_pools(1, 4);
         let place = limits.acquire().await;
         place.started(2);
         let slow = tokio::time::sleep(SLOW_CONNECT * 2);
@@ -210,10 +225,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_slow_pool_keeps_the_main_place() {
-        let limits = Limits::new(1);
-        let _slow_places: Vec<_> = (0..SLOW_POOL_FACTOR)
-            .map(|_| limits.slow.clone().try_acquire_owned().unwrap())
-            .collect();
+        let limits = Limits::with_pools(1, 1);
+        let _taken = limits.slow.clone().try_acquire_owned().unwrap();
         let place = limits.acquire().await;
         place.started(1);
         place.connect(tokio::time::sleep(SLOW_CONNECT * 2)).await;
