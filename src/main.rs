@@ -105,9 +105,8 @@ fn main() -> ExitCode {
         _ => init_logging(),
     }
     let mut builder = match &cli.command {
-        // One connector's probe is a task or two: worker threads would only pass its I/O
-        // events to each other, and cost a one-shot check more than they save.
-        Cmd::Probe { all: false, .. } => tokio::runtime::Builder::new_current_thread(),
+        // `probe` is one task: worker threads would only pass its I/O events to it.
+        Cmd::Probe { .. } => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {
@@ -244,7 +243,7 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
             }
         }
     };
-    let ctx = std::sync::Arc::new(ProbeContext::new(&config));
+    let ctx = ProbeContext::new(&config);
     let verdicts = probe_all(&ctx, &connectors, config.daemon.concurrency).await;
     // Known once the root store is loaded, which only the probes' needs decide.
     for note in ctx.tls.notes() {

@@ -6,15 +6,15 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
 use rustls_pki_types::ServerName;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::task::JoinSet;
 
 use crate::certificate::{CertificateInfo, chain_outcome, matches_tls_domain};
 use crate::config::{Config, Connector, Host, Route, Settings, TlsDomain, TlsMode};
@@ -45,41 +45,31 @@ impl ProbeContext {
 /// Probes every connector once, concurrently but at most `concurrency` at a time (each open
 /// connection is a file descriptor; ten thousand at once would exhaust them), results in
 /// configuration order. Probes waiting on dead servers make way for the others (see
-/// [`crate::limits`]). Each probe is a task of its own, so every worker thread takes a share
-/// of the TLS work; a task is only made once its probe has a place, so the probes' state in
-/// memory follows the probes in flight, not the number of connectors.
+/// [`crate::limits`]). A connector's probe is only made once it has a place, so the probes'
+/// state in memory follows the probes in flight, not the number of connectors.
 pub async fn probe_all(
-    ctx: &Arc<ProbeContext>,
+    ctx: &ProbeContext,
     connectors: &[Connector],
     concurrency: usize,
 ) -> Vec<ConnectorVerdict> {
     let limits = Limits::new(concurrency);
     let mut verdicts: Vec<Option<ConnectorVerdict>> = connectors.iter().map(|_| None).collect();
-    let mut running = JoinSet::new();
-    for (i, c) in connectors.iter().enumerate() {
-        let place = limits.acquire().await;
-        // A finished task keeps its (large) allocation until it is joined.
-        while let Some(done) = running.try_join_next() {
-            keep(&mut verdicts, done);
+    let mut waiting = connectors.iter().enumerate().peekable();
+    let mut running = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            place = limits.acquire(), if waiting.peek().is_some() => {
+                let (i, c) = waiting.next().expect("peeked");
+                running.push(async move { (i, probe_connector_in(ctx, c, &place).await) });
+            }
+            Some((i, verdict)) = running.next() => verdicts[i] = Some(verdict),
+            else => break,
         }
-        let (ctx, c) = (ctx.clone(), c.clone());
-        running.spawn(async move { (i, probe_connector_in(&ctx, &c, &place).await) });
-    }
-    while let Some(done) = running.join_next().await {
-        keep(&mut verdicts, done);
     }
     verdicts
         .into_iter()
         .map(|v| v.expect("every connector was probed"))
         .collect()
-}
-
-fn keep(
-    verdicts: &mut [Option<ConnectorVerdict>],
-    done: Result<(usize, ConnectorVerdict), tokio::task::JoinError>,
-) {
-    let (i, verdict) = done.expect("a probe task never panics");
-    verdicts[i] = Some(verdict);
 }
 
 /// Probes every target of one connector, concurrently, outside any concurrency bound.

@@ -200,7 +200,7 @@ async fn a_black_holed_connector_does_not_hold_up_the_next() {
     .await
     .unwrap();
     let config = Config::parse("", std::path::Path::new("<test>")).unwrap();
-    let ctx = std::sync::Arc::new(ProbeContext::new(&config));
+    let ctx = ProbeContext::new(&config);
     let timeouts = uniform(connector_probe::limits::SLOW_CONNECT * 4);
     let mut first = connector_to(dead.addr, TlsMode::Opportunistic, timeouts);
     first.name = "dead".into();
