@@ -2,20 +2,22 @@
 //! live ones.
 //!
 //! Every connector's probe takes a place in the main pool (`[daemon] concurrency` places)
-//! before it starts and gives it back when it ends. The bound is there for what a probe costs
-//! this host: a socket, the CPU of a TLS handshake, and timings that still mean something
-//! because the host is not overloaded. A probe that is only waiting for a server that does not
-//! answer costs none of that but its socket, yet it would keep its place for the whole connect
-//! timeout, and ten thousand connectors with a few hundred black-holed ones would then take
-//! a timeout's length per few hundred of them.
+//! before it starts. The bound is there for what a working probe costs this host: the CPU of
+//! a TLS handshake, and timings that still mean something because the host is not
+//! overloaded. A probe that is only waiting for a server that does not answer costs none of
+//! that, only a socket, yet it would keep its place for the whole connect timeout, and ten
+//! thousand connectors with a few hundred black-holed ones would then take a timeout's length
+//! per few hundred of them.
 //!
-//! So a connect still pending after [`SLOW_CONNECT`] counts as such a wait: by then the
-//! initial SYN retransmission timeout (RFC 6298, one second) has passed, so the SYN or its
-//! answer was lost, or nothing is listening. When every target a probe still runs is in such
-//! a wait, the probe moves to the slow pool, giving its main place to the next connector, and
-//! stays there until it ends, whatever follows. When the slow pool is full it keeps its main
-//! place, as before. Nothing about the probe itself changes: its timeouts, stages and verdict
-//! are the same; only whose turn it is changes.
+//! So a connect still pending after [`SLOW_CONNECT`] counts as waiting on the network:
+//! longer than almost any round trip on Earth, so the SYN or its answer was lost, or nothing
+//! is listening. When every target a probe still runs is in such a wait, the probe gives its
+//! main place to the next connector and waits in the slow pool instead. If its connect then
+//! succeeds after all, it takes a main place again before it goes on, ahead of probes that
+//! have not started (new probes queue for a main place one at a time, so a returning probe
+//! waits behind at most one of them). When the slow pool is full, a probe keeps its main
+//! place, as before. So the main pool bounds the probes at work exactly, and nothing about a
+//! probe changes: its timeouts, stages and verdict are the same; only whose turn it is does.
 //!
 //! A waiting probe costs a socket, so the slow pool is sized from the open-files limit: half
 //! of it, less the main pool (the other half is for the probes at work, which may hold a
@@ -30,12 +32,20 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a connect may be pending before the probe waiting on it gives up its main place.
-pub const SLOW_CONNECT: Duration = Duration::from_secs(1);
+pub const SLOW_CONNECT: Duration = Duration::from_millis(250);
 
-/// The two pools of a run (`probe --all`) or of a daemon configuration.
+/// The pools of a run (`probe --all`) or of a daemon configuration.
 #[derive(Debug)]
 pub struct Limits {
+    pools: Arc<Pools>,
+}
+
+#[derive(Debug)]
+struct Pools {
     main: Arc<Semaphore>,
+    /// New probes pass one at a time before they queue for a main place, so that a probe
+    /// coming back from the slow pool queues behind at most one of them.
+    turnstile: Semaphore,
     slow: Arc<Semaphore>,
 }
 
@@ -49,29 +59,43 @@ impl Limits {
 
     fn with_pools(main: usize, slow: usize) -> Limits {
         Limits {
-            main: Arc::new(Semaphore::new(main)),
-            slow: Arc::new(Semaphore::new(slow)),
+            pools: Arc::new(Pools {
+                main: Arc::new(Semaphore::new(main)),
+                turnstile: Semaphore::new(1),
+                slow: Arc::new(Semaphore::new(slow)),
+            }),
         }
     }
 
-    /// Waits for a main place (first come, first served).
+    /// Waits for a main place (first come, first served, after returning probes).
     pub async fn acquire(&self) -> Place {
-        let permit = self
-            .main
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let permit = {
+            let _turn = self
+                .pools
+                .turnstile
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            main_place(&self.pools).await
+        };
         Place {
-            slow: Some(self.slow.clone()),
+            pools: Some(self.pools.clone()),
             state: Mutex::new(State {
-                permit: Some(permit),
-                in_slow_pool: false,
+                held: Held::Main { _permit: permit },
                 running: 0,
                 waiting: 0,
             }),
         }
     }
+}
+
+async fn main_place(pools: &Pools) -> OwnedSemaphorePermit {
+    pools
+        .main
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed")
 }
 
 /// The soft limit on open files (1024, the usual default, if it cannot be read).
@@ -91,37 +115,47 @@ fn open_files_limit() -> usize {
 #[derive(Debug)]
 pub struct Place {
     /// `None` for a probe outside any bound.
-    slow: Option<Arc<Semaphore>>,
+    pools: Option<Arc<Pools>>,
     state: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
-    permit: Option<OwnedSemaphorePermit>,
-    in_slow_pool: bool,
+    held: Held,
     /// Targets whose session is running.
     running: usize,
     /// Of those, the ones waiting on a slow connect.
     waiting: usize,
 }
 
+/// Which pool a probe is counted in; the permit is given back when it is dropped.
+#[derive(Debug)]
+enum Held {
+    Unbounded,
+    Main { _permit: OwnedSemaphorePermit },
+    Slow { _permit: OwnedSemaphorePermit },
+}
+
 impl Place {
     /// A place outside any bound, for a single probe (tests, the demo).
     pub fn unbounded() -> Place {
         Place {
-            slow: None,
+            pools: None,
             state: Mutex::new(State {
-                permit: None,
-                in_slow_pool: false,
+                held: Held::Unbounded,
                 running: 0,
                 waiting: 0,
             }),
         }
     }
 
-    /// Whether the probe has moved to the slow pool.
+    /// Whether the probe is waiting in the slow pool.
     pub fn in_slow_pool(&self) -> bool {
-        self.state.lock().expect("place lock").in_slow_pool
+        matches!(self.lock().held, Held::Slow { .. })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("place lock")
     }
 
     /// `n` more targets start their sessions.
@@ -134,9 +168,10 @@ impl Place {
         self.update(|s| s.running = s.running.saturating_sub(1));
     }
 
-    /// Awaits a target's connect, noting when it has become a slow one.
+    /// Awaits a target's connect, noting when it has become a slow one. Call
+    /// [`Place::resume`] before the target works on.
     pub(crate) async fn connect<F: Future>(&self, connect: F) -> F::Output {
-        if self.slow.is_none() {
+        if self.pools.is_none() {
             return connect.await;
         }
         let mut connect = std::pin::pin!(connect);
@@ -149,19 +184,33 @@ impl Place {
         done
     }
 
-    fn update(&self, change: impl FnOnce(&mut State)) {
-        let mut s = self.state.lock().expect("place lock");
-        change(&mut s);
-        let all_waiting = s.running > 0 && s.waiting == s.running;
-        if !all_waiting || s.in_slow_pool {
+    /// Takes a main place again if the probe gave its place away while it waited.
+    pub(crate) async fn resume(&self) {
+        let Some(pools) = &self.pools else { return };
+        if !self.in_slow_pool() {
             return;
         }
-        if let Some(slow) = &self.slow
-            && let Ok(permit) = slow.clone().try_acquire_owned()
+        let permit = main_place(pools).await;
+        let mut s = self.lock();
+        if let Held::Slow { .. } = s.held {
+            // Replacing the slow permit returns the slow place.
+            s.held = Held::Main { _permit: permit };
+        }
+        // Otherwise another target of the probe took one first, and this one goes back.
+    }
+
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        let mut s = self.lock();
+        change(&mut s);
+        let all_waiting = s.running > 0 && s.waiting == s.running;
+        if !all_waiting || !matches!(s.held, Held::Main { .. }) {
+            return;
+        }
+        if let Some(pools) = &self.pools
+            && let Ok(permit) = pools.slow.clone().try_acquire_owned()
         {
-            // Replacing the permit returns the main place.
-            s.permit = Some(permit);
-            s.in_slow_pool = true;
+            // Replacing the main permit gives the main place to the next probe.
+            s.held = Held::Slow { _permit: permit };
         }
     }
 }
@@ -169,19 +218,22 @@ impl Place {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::{Instant, sleep};
 
     #[tokio::test(start_paused = true)]
-    async fn a_slow_connect_frees_the_main_place() {
+    async fn a_slow_connect_gives_its_main_place_away() {
         let limits = Limits::with_pools(1, 4);
         let place = limits.acquire().await;
         place.started(1);
-        let never = std::future::pending::<()>();
-        let waiting = tokio::time::timeout(SLOW_CONNECT * 3, place.connect(never));
+        let start = Instant::now();
+        let waiting = tokio::time::timeout(
+            SLOW_CONNECT * 3,
+            place.connect(std::future::pending::<()>()),
+        );
         let next = async {
             let _second = limits.acquire().await;
-            tokio::time::Instant::now()
+            Instant::now()
         };
-        let start = tokio::time::Instant::now();
         let (timed_out, got_place_at) = tokio::join!(waiting, next);
         assert!(timed_out.is_err());
         assert!(place.in_slow_pool());
@@ -193,10 +245,9 @@ mod tests {
         let limits = Limits::with_pools(1, 4);
         let place = limits.acquire().await;
         place.started(1);
-        let fast = tokio::time::sleep(SLOW_CONNECT / 2);
-        place.connect(fast).await;
+        place.connect(sleep(SLOW_CONNECT / 2)).await;
         assert!(!place.in_slow_pool());
-        assert!(limits.main.try_acquire().is_err(), "still held");
+        assert_eq!(limits.pools.main.available_permits(), 0, "still held");
     }
 
     #[tokio::test(start_paused = true)]
@@ -204,16 +255,15 @@ mod tests {
         let limits = Limits::with_pools(1, 4);
         let place = limits.acquire().await;
         place.started(2);
-        let slow = tokio::time::sleep(SLOW_CONNECT * 2);
-        place.connect(slow).await;
+        place.connect(sleep(SLOW_CONNECT * 2)).await;
         assert!(!place.in_slow_pool(), "the other target was still busy");
         drop(place);
 
         let place = limits.acquire().await;
         place.started(2);
-        let slow = place.connect(tokio::time::sleep(SLOW_CONNECT * 2));
+        let slow = place.connect(sleep(SLOW_CONNECT * 4));
         let other = async {
-            tokio::time::sleep(SLOW_CONNECT * 3 / 2).await;
+            sleep(SLOW_CONNECT * 2).await;
             place.finished();
         };
         tokio::join!(slow, other);
@@ -226,11 +276,50 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_full_slow_pool_keeps_the_main_place() {
         let limits = Limits::with_pools(1, 1);
-        let _taken = limits.slow.clone().try_acquire_owned().unwrap();
+        let _taken = limits.pools.slow.clone().try_acquire_owned().unwrap();
         let place = limits.acquire().await;
         place.started(1);
-        place.connect(tokio::time::sleep(SLOW_CONNECT * 2)).await;
+        place.connect(sleep(SLOW_CONNECT * 2)).await;
         assert!(!place.in_slow_pool());
-        assert!(limits.main.try_acquire().is_err());
+        assert_eq!(limits.pools.main.available_permits(), 0);
+    }
+
+    /// A late connect takes a main place again before it works, ahead of new probes but
+    /// behind the one already queued.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_connect_takes_a_main_place_again_first() {
+        let limits = Limits::with_pools(1, 4);
+        let late = limits.acquire().await;
+        late.started(1);
+        let order = Mutex::new(Vec::new());
+        let late_probe = async {
+            late.connect(sleep(SLOW_CONNECT * 2)).await;
+            late.resume().await;
+            order.lock().unwrap().push("late");
+            sleep(SLOW_CONNECT).await;
+            drop(late);
+        };
+        let new_probe = |name: &'static str, after: Duration| {
+            let (limits, order) = (&limits, &order);
+            async move {
+                sleep(after).await;
+                let _place = limits.acquire().await;
+                order.lock().unwrap().push(name);
+                sleep(SLOW_CONNECT * 2).await;
+            }
+        };
+        tokio::join!(
+            late_probe,
+            new_probe("first", SLOW_CONNECT / 2),
+            new_probe("second", SLOW_CONNECT * 3 / 2),
+            new_probe("third", SLOW_CONNECT * 3 / 2),
+        );
+        // The late one connects at 2 (first holds the place until 3, second queued for it
+        // at 1.5), so it comes after second but before third, which queued only at 3.
+        assert_eq!(
+            order.into_inner().unwrap(),
+            ["first", "second", "late", "third"]
+        );
+        assert_eq!(limits.pools.slow.available_permits(), 4);
     }
 }

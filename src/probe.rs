@@ -463,6 +463,10 @@ impl<'a> Run<'a> {
 
         self.enter(Stage::Connect);
         let tcp = place.connect(connect(target.addr, t.connect)).await?;
+        // A probe that gave its place away during a slow connect waits for one again; that
+        // wait is no stage's.
+        self.close_timing(Instant::now());
+        place.resume().await;
 
         self.enter(Stage::Banner);
         let mut smtp = SmtpStream::new(tcp);

@@ -182,8 +182,8 @@ async fn handshake_that_never_finishes_ends_at_the_tls_timeout() {
 }
 
 /// With one place in the bound, a black-holed connector ahead of a healthy one makes way
-/// for it once its connect has been pending for a second, instead of holding the place for
-/// its whole connect timeout.
+/// for it once its connect has been pending for `SLOW_CONNECT`, instead of holding the place
+/// for its whole connect timeout.
 #[tokio::test]
 async fn a_black_holed_connector_does_not_hold_up_the_next() {
     use connector_probe::lab::blackhole::Blackhole;
