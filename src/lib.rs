@@ -15,6 +15,8 @@
 //! * [`verdict`]: the classification table of `classification.md` as data, and the connector
 //!   verdict built from the targets.
 //! * [`probe`]: runs the stages for every target of a connector.
+//! * [`limits`]: how many probes run at once, and how probes waiting on dead servers make way
+//!   for the others.
 //! * [`report`]: the human and JSON renderings.
 //! * [`daemon`]: `run`: the scheduler, persisted state, alert events, metrics, reload.
 //! * [`lab`]: scripted SMTP and DNS servers on loopback, used by `demo` and by the tests.
@@ -30,6 +32,7 @@ pub mod demo;
 pub mod dns;
 pub mod import;
 pub mod lab;
+pub mod limits;
 pub mod probe;
 pub mod report;
 pub mod smtp;

@@ -104,10 +104,12 @@ fn main() -> ExitCode {
         Cmd::Run { log_format, .. } => daemon::init_logging(*log_format),
         _ => init_logging(),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match &cli.command {
+        // `probe` is one task: worker threads would only pass its I/O events to it.
+        Cmd::Probe { .. } => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -242,12 +244,17 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
         }
     };
     let ctx = ProbeContext::new(&config);
-    for note in &ctx.tls.notes {
+    let verdicts = probe_all(&ctx, &connectors, config.daemon.concurrency).await;
+    // Known once the root store is loaded, which only the probes' needs decide.
+    for note in ctx.tls.notes() {
         tracing::warn!("{note}");
     }
-    let verdicts = probe_all(&ctx, &connectors, config.daemon.concurrency).await;
     if json {
-        println!("{}", report::json(&verdicts, all));
+        let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        if let Err(e) = report::write_json(stdout, &verdicts, all) {
+            eprintln!("error: cannot write the report: {e}");
+            return ExitCode::from(UNKNOWN);
+        }
     } else {
         print!("{}", report::human(&verdicts));
     }

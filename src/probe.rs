@@ -8,7 +8,9 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
 use rustls_pki_types::ServerName;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -18,6 +20,7 @@ use crate::certificate::{CertificateInfo, chain_outcome, matches_tls_domain};
 use crate::config::{Config, Connector, Host, Route, Settings, TlsDomain, TlsMode};
 use crate::connect::connect;
 use crate::dns::{DnsFailure, MxAnswer, Resolver};
+use crate::limits::{Limits, Place};
 use crate::smtp::{Command, ReadError, Reply, SmtpStream};
 use crate::tls::{TlsClient, peer_chain, session_info};
 use crate::verdict::{
@@ -41,32 +44,62 @@ impl ProbeContext {
 
 /// Probes every connector once, concurrently but at most `concurrency` at a time (each open
 /// connection is a file descriptor; ten thousand at once would exhaust them), results in
-/// configuration order.
+/// configuration order. Probes waiting on dead servers make way for the others (see
+/// [`crate::limits`]). A connector's probe is only made once it has a place, so the probes'
+/// state in memory follows the probes in flight, not the number of connectors.
 pub async fn probe_all(
     ctx: &ProbeContext,
     connectors: &[Connector],
     concurrency: usize,
 ) -> Vec<ConnectorVerdict> {
-    let limit = tokio::sync::Semaphore::new(concurrency.max(1));
-    join_all(connectors.iter().map(|c| async {
-        let _permit = limit
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        probe_connector(ctx, c).await
-    }))
-    .await
+    let limits = Limits::new(concurrency);
+    let mut verdicts: Vec<Option<ConnectorVerdict>> = connectors.iter().map(|_| None).collect();
+    let mut waiting = connectors.iter().enumerate().peekable();
+    let mut running = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            place = limits.acquire(), if waiting.peek().is_some() => {
+                let (i, c) = waiting.next().expect("peeked");
+                running.push(async move { (i, probe_connector_in(ctx, c, &place).await) });
+            }
+            Some((i, verdict)) = running.next() => verdicts[i] = Some(verdict),
+            else => break,
+        }
+    }
+    verdicts
+        .into_iter()
+        .map(|v| v.expect("every connector was probed"))
+        .collect()
 }
 
-/// Probes every target of one connector, concurrently.
+/// Probes every target of one connector, concurrently, outside any concurrency bound.
 pub async fn probe_connector(ctx: &ProbeContext, c: &Connector) -> ConnectorVerdict {
+    probe_connector_in(ctx, c, &Place::unbounded()).await
+}
+
+/// Probes every target of one connector, concurrently, holding `place` in the bound.
+pub async fn probe_connector_in(
+    ctx: &ProbeContext,
+    c: &Connector,
+    place: &Place,
+) -> ConnectorVerdict {
     let started_at = OffsetDateTime::now_utc();
     let t0 = Instant::now();
     let planned = plan(ctx, c).await;
+    place.started(
+        planned
+            .iter()
+            .filter(|p| matches!(p, Planned::Target(_)))
+            .count(),
+    );
     let targets = join_all(planned.into_iter().map(|p| async move {
         match p {
             Planned::Failed(t) => *t,
-            Planned::Target(t) => probe_target(ctx, c, t).await,
+            Planned::Target(t) => {
+                let verdict = probe_target(ctx, c, t, place).await;
+                place.finished();
+                verdict
+            }
         }
     }))
     .await;
@@ -215,7 +248,12 @@ fn resolve_failed_s(
 }
 
 /// Probes one resolved target through every session stage.
-pub async fn probe_target(ctx: &ProbeContext, c: &Connector, target: Target) -> TargetVerdict {
+pub async fn probe_target(
+    ctx: &ProbeContext,
+    c: &Connector,
+    target: Target,
+    place: &Place,
+) -> TargetVerdict {
     let mut run = Run::new(
         &c.settings,
         c.tls_domain.as_ref(),
@@ -226,7 +264,7 @@ pub async fn probe_target(ctx: &ProbeContext, c: &Connector, target: Target) -> 
     if let Some(r) = target.resolve_ms {
         run.timings.insert(Stage::Resolve, r);
     }
-    let result = run.session(ctx, &target).await;
+    let result = run.session(ctx, &target, place).await;
     run.finish(result)
 }
 
@@ -420,11 +458,20 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn session(&mut self, ctx: &ProbeContext, target: &Target) -> Result<(), Failure> {
+    async fn session(
+        &mut self,
+        ctx: &ProbeContext,
+        target: &Target,
+        place: &Place,
+    ) -> Result<(), Failure> {
         let t = self.settings.timeouts;
 
         self.enter(Stage::Connect);
-        let tcp = connect(target.addr, t.connect).await?;
+        let tcp = place.connect(connect(target.addr, t.connect)).await?;
+        // A probe that gave its place away during a slow connect waits for one again; that
+        // wait is no stage's.
+        self.close_timing(Instant::now());
+        place.resume().await;
 
         self.enter(Stage::Banner);
         let mut smtp = SmtpStream::new(tcp);
@@ -485,7 +532,7 @@ impl<'a> Run<'a> {
         self.verdict.tls = Some(session_info(&tls));
 
         self.enter(Stage::Certificate);
-        self.certificate(ctx, target, &peer_chain(&tls))?;
+        self.certificate(ctx, target, &peer_chain(&tls)).await?;
 
         self.enter(Stage::EhloTls);
         let mut smtp = SmtpStream::new(tls);
@@ -538,7 +585,7 @@ impl<'a> Run<'a> {
     }
 
     /// The certificate stage: details always, then the chain and name judgement.
-    fn certificate(
+    async fn certificate(
         &mut self,
         ctx: &ProbeContext,
         target: &Target,
@@ -547,7 +594,7 @@ impl<'a> Run<'a> {
         let now = OffsetDateTime::now_utc();
         let info = CertificateInfo::from_chain(chain, now);
         self.verdict.certificate = info.clone();
-        let problem = match ctx.tls.verify_chain(chain, &target.server_name) {
+        let problem = match ctx.tls.verify_chain(chain, &target.server_name).await {
             Ok(()) => None,
             Err(e) => chain_outcome(&e, info.as_ref().is_some_and(|i| i.self_issued)),
         };

@@ -2,17 +2,25 @@
 //! the JSON of `interface.md`.
 
 use std::fmt::Write;
+use std::io;
 
 use crate::verdict::{ConnectorVerdict, Status, TargetVerdict};
 
-/// JSON: one object for one connector, an array for `--all`.
-pub fn json(verdicts: &[ConnectorVerdict], as_array: bool) -> String {
-    let text = if as_array {
-        serde_json::to_string_pretty(verdicts)
+/// JSON, then a newline: one object for one connector, an array for `--all`. It is written
+/// as it is serialised, so ten thousand connectors' report (some 20 MB) is never held in
+/// memory as one string.
+pub fn write_json<W: io::Write>(
+    mut out: W,
+    verdicts: &[ConnectorVerdict],
+    as_array: bool,
+) -> io::Result<()> {
+    if as_array {
+        serde_json::to_writer_pretty(&mut out, verdicts)?;
     } else {
-        serde_json::to_string_pretty(&verdicts[0])
-    };
-    text.expect("verdicts serialize")
+        serde_json::to_writer_pretty(&mut out, &verdicts[0])?;
+    }
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 /// The report an admin reads at a glance.

@@ -7,17 +7,21 @@
 //! certificate, the validating modes do not. The chain is then judged after the handshake by
 //! rustls's own webpki verifier, against the native roots plus `[tls].ca_file`.
 
+use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::{
     CryptoProvider, WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature,
 };
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -28,44 +32,49 @@ use crate::verdict::{Outcome, TlsInfo};
 /// probe.
 pub struct TlsClient {
     connector: TlsConnector,
-    verifier: Result<Arc<WebPkiServerVerifier>, String>,
-    /// Problems met while loading the root store, for the log.
-    pub notes: Vec<String>,
+    /// `[tls].ca_file`'s roots alone, when there are any: see [`TlsClient::verify_chain`].
+    extra_only: Option<Arc<WebPkiServerVerifier>>,
+    /// The verifier against the whole store (native roots plus `ca_file`), `None` until it is
+    /// loaded. Reading and parsing the native store (a few hundred PEM files) takes longer
+    /// than the connect, SMTP dialogue and handshake of a one-shot probe to a near server, so
+    /// it is loaded on a thread of its own: at once when there is no `ca_file` (every chain
+    /// will need it), otherwise only when a chain first needs it.
+    store: watch::Receiver<Option<Arc<Store>>>,
+    /// The loading, until it is started.
+    loader: Mutex<Option<Loader>>,
+}
+
+/// The whole store's verifier, or why there is none, and what loading the roots ran into.
+struct Store {
+    webpki: Result<Arc<WebPkiServerVerifier>, String>,
+    notes: Vec<String>,
+}
+
+/// What loading the whole store needs.
+struct Loader {
+    ready: watch::Sender<Option<Arc<Store>>>,
+    cfg: TlsConfig,
+    provider: Arc<CryptoProvider>,
 }
 
 impl TlsClient {
+    /// The client of a run; the whole store starts loading at once unless `ca_file` is set.
     pub fn new(cfg: &TlsConfig) -> TlsClient {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut notes = Vec::new();
-        let mut roots = RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for e in &native.errors {
-            notes.push(format!("native root store: {e}"));
-        }
-        let (_, skipped) = roots.add_parsable_certificates(native.certs);
-        if skipped > 0 {
-            notes.push(format!(
-                "native root store: {skipped} certificate(s) could not be parsed"
-            ));
-        }
-        for root in &cfg.extra_roots {
-            if let Err(e) = roots.add(root.clone()) {
-                notes.push(format!(
-                    "ca_file: a certificate was not usable as a root: {e}"
-                ));
+        let extra_only = extra_only(cfg, &provider);
+        let (ready, store) = watch::channel(None);
+        let loader = Loader {
+            ready,
+            cfg: cfg.clone(),
+            provider: provider.clone(),
+        };
+        let loader = match extra_only {
+            None => {
+                loader.start();
+                None
             }
-        }
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .with_crls(cfg.crls.iter().cloned())
-                // Only a listed revocation fails; a chain without a CRL is not "unknown".
-                .allow_unknown_revocation_status()
-                .only_check_end_entity_revocation()
-                .build()
-                .map_err(|e| format!("no trusted roots available: {e}"));
-        if let Err(e) = &verifier {
-            notes.push(e.clone());
-        }
+            Some(_) => Some(loader),
+        };
         let accept = Arc::new(AcceptAnyCertificate {
             algorithms: provider.signature_verification_algorithms,
         });
@@ -79,8 +88,52 @@ impl TlsClient {
         config.resumption = Resumption::disabled();
         TlsClient {
             connector: TlsConnector::from(Arc::new(config)),
-            verifier,
-            notes,
+            extra_only,
+            store,
+            loader: Mutex::new(loader),
+        }
+    }
+
+    /// The whole store, loading it if that has not started yet.
+    async fn store(&self) -> Arc<Store> {
+        let not_started = self.loader.lock().expect("loader lock").take();
+        if let Some(loader) = not_started {
+            loader.start();
+        }
+        match self.loaded().await {
+            Some(store) => store,
+            None => Arc::new(Store {
+                webpki: Err("the root store could not be loaded".into()),
+                notes: Vec::new(),
+            }),
+        }
+    }
+
+    /// Waits until the whole store is loaded; `None` if it never will be.
+    async fn loaded(&self) -> Option<Arc<Store>> {
+        let mut rx = self.store.clone();
+        let store = rx.wait_for(Option::is_some).await.ok()?;
+        store.clone()
+    }
+
+    /// Problems met while loading the root store, for the log: empty until it is loaded.
+    pub fn notes(&self) -> Vec<String> {
+        self.store
+            .borrow()
+            .as_ref()
+            .map(|s| s.notes.clone())
+            .unwrap_or_default()
+    }
+
+    /// The same problems, once the store is loaded (never, if no chain needs it). The future
+    /// does not keep the client alive.
+    pub fn notes_when_loaded(&self) -> impl Future<Output = Vec<String>> + Send + 'static {
+        let mut rx = self.store.clone();
+        async move {
+            match rx.wait_for(Option::is_some).await {
+                Ok(store) => store.as_ref().map(|s| s.notes.clone()).unwrap_or_default(),
+                Err(_) => Vec::new(),
+            }
         }
     }
 
@@ -100,20 +153,114 @@ impl TlsClient {
     /// Judges a presented chain: trust, validity, signatures, key usage and (with CRLs)
     /// revocation. Name errors are returned too; the caller ignores them where the mode does
     /// not check names.
-    pub fn verify_chain(
+    ///
+    /// Trust only grows with roots, so a chain that `[tls].ca_file`'s roots alone validate is
+    /// valid against the whole store too; and webpki checks the name only once the chain is
+    /// valid, so a name error found there is the whole store's answer as well. Only when the
+    /// extra roots do not settle it (or there are none) is the native store consulted, as
+    /// openssl consults its hash directory only when its CA file does not settle it. The
+    /// answer is the same either way; a run whose servers chain to `ca_file` then never waits
+    /// for the native store.
+    pub async fn verify_chain(
         &self,
         chain: &[CertificateDer<'static>],
         name: &ServerName<'_>,
     ) -> Result<(), rustls::Error> {
-        let verifier = self.verifier.as_ref().map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
-        })?;
         let (leaf, intermediates) = chain
             .split_first()
             .ok_or(rustls::Error::NoCertificatesPresented)?;
-        verifier
+        if let Some(extra) = &self.extra_only {
+            match extra.verify_server_cert(leaf, intermediates, name, &[], UnixTime::now()) {
+                Ok(_) => return Ok(()),
+                Err(
+                    e @ rustls::Error::InvalidCertificate(
+                        CertificateError::NotValidForName
+                        | CertificateError::NotValidForNameContext { .. },
+                    ),
+                ) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        let store = self.store().await;
+        let webpki = store
+            .webpki
+            .as_ref()
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))?;
+        webpki
             .verify_server_cert(leaf, intermediates, name, &[], UnixTime::now())
             .map(|_| ())
+    }
+}
+
+/// A verifier for `roots`, with the CRLs and revocation policy of every judgement.
+fn webpki(
+    roots: RootCertStore,
+    cfg: &TlsConfig,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, rustls::client::VerifierBuilderError> {
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .with_crls(cfg.crls.iter().cloned())
+        // Only a listed revocation fails; a chain without a CRL is not "unknown".
+        .allow_unknown_revocation_status()
+        .only_check_end_entity_revocation()
+        .build()
+}
+
+/// A verifier for `[tls].ca_file`'s roots alone, if there are any usable ones.
+fn extra_only(
+    cfg: &TlsConfig,
+    provider: &Arc<CryptoProvider>,
+) -> Option<Arc<WebPkiServerVerifier>> {
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(cfg.extra_roots.iter().cloned());
+    if added == 0 {
+        return None;
+    }
+    webpki(roots, cfg, provider.clone()).ok()
+}
+
+impl Loader {
+    /// Loads the store on a thread of its own.
+    fn start(self) {
+        let job = Arc::new(self);
+        let background = job.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("root-store".into())
+            .spawn(move || background.load())
+        {
+            // Without a thread of its own the store is loaded here: slower, never wrong.
+            tracing::debug!("no thread for the root store ({e}); loading it now");
+            job.load();
+        }
+    }
+
+    /// The native roots plus `[tls].ca_file`, and the CRLs of `[tls].crl_file`.
+    fn load(&self) {
+        let mut notes = Vec::new();
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            notes.push(format!("native root store: {e}"));
+        }
+        let (_, skipped) = roots.add_parsable_certificates(native.certs);
+        if skipped > 0 {
+            notes.push(format!(
+                "native root store: {skipped} certificate(s) could not be parsed"
+            ));
+        }
+        for root in &self.cfg.extra_roots {
+            if let Err(e) = roots.add(root.clone()) {
+                notes.push(format!(
+                    "ca_file: a certificate was not usable as a root: {e}"
+                ));
+            }
+        }
+        let webpki = webpki(roots, &self.cfg, self.provider.clone())
+            .map_err(|e| format!("no trusted roots available: {e}"));
+        if let Err(e) = &webpki {
+            notes.push(e.clone());
+        }
+        let _ = self.ready.send(Some(Arc::new(Store { webpki, notes })));
     }
 }
 
@@ -218,4 +365,82 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 /// Used where a provider is needed outside this module (the lab's servers).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::certs::{LeafSpec, Pki, Signer};
+
+    fn client(pki: &Pki) -> TlsClient {
+        TlsClient::new(&TlsConfig {
+            extra_roots: vec![pki.root.cert.clone()],
+            ..TlsConfig::default()
+        })
+    }
+
+    fn loading_started(c: &TlsClient) -> bool {
+        c.loader.lock().unwrap().is_none()
+    }
+
+    #[tokio::test]
+    async fn ca_file_settles_its_own_chains_without_the_native_store() {
+        let pki = Pki::new();
+        let c = client(&pki);
+        let good = pki.leaf(&LeafSpec::valid("mx.lab.example")).chain;
+        let name = ServerName::try_from("mx.lab.example").unwrap();
+        assert!(c.verify_chain(&good, &name).await.is_ok());
+        let other = ServerName::try_from("other.example").unwrap();
+        assert!(matches!(
+            c.verify_chain(&good, &other).await,
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+            ))
+        ));
+        assert!(
+            !loading_started(&c),
+            "a ca_file chain needs no native store"
+        );
+    }
+
+    #[tokio::test]
+    async fn anything_else_is_judged_against_the_whole_store() {
+        let pki = Pki::new();
+        let c = client(&pki);
+        let expired = pki
+            .leaf(&LeafSpec {
+                not_before: time::Duration::days(-30),
+                not_after: time::Duration::days(-1),
+                ..LeafSpec::valid("mx.lab.example")
+            })
+            .chain;
+        let name = ServerName::try_from("mx.lab.example").unwrap();
+        assert!(matches!(
+            c.verify_chain(&expired, &name).await,
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::Expired | CertificateError::ExpiredContext { .. }
+            ))
+        ));
+        assert!(loading_started(&c));
+        let stranger = pki
+            .leaf(&LeafSpec {
+                signer: Signer::Stranger,
+                ..LeafSpec::valid("mx.lab.example")
+            })
+            .chain;
+        assert!(matches!(
+            c.verify_chain(&stranger, &name).await,
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            ))
+        ));
+    }
+
+    #[tokio::test]
+    async fn without_ca_file_the_store_loads_at_once() {
+        let c = TlsClient::new(&TlsConfig::default());
+        assert!(loading_started(&c));
+        c.notes_when_loaded().await;
+        assert!(c.store.borrow().is_some());
+    }
 }

@@ -25,10 +25,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Connector};
+use crate::limits::Limits;
 use crate::probe::ProbeContext;
 use crate::verdict::ConnectorVerdict;
 use events::Policy;
@@ -44,7 +44,7 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// What the probes of the running configuration share; swapped whole on reload.
 struct Runtime {
     ctx: Arc<ProbeContext>,
-    semaphore: Arc<Semaphore>,
+    limits: Arc<Limits>,
     policy: Policy,
     state_file: Option<PathBuf>,
     concurrency: usize,
@@ -52,13 +52,16 @@ struct Runtime {
 
 impl Runtime {
     fn new(config: &Config) -> Runtime {
-        let ctx = ProbeContext::new(config);
-        for note in &ctx.tls.notes {
-            tracing::warn!(event = "tls_roots", "{note}");
-        }
+        let ctx = Arc::new(ProbeContext::new(config));
+        let notes = ctx.tls.notes_when_loaded();
+        tokio::spawn(async move {
+            for note in notes.await {
+                tracing::warn!(event = "tls_roots", "{note}");
+            }
+        });
         Runtime {
-            ctx: Arc::new(ctx),
-            semaphore: Arc::new(Semaphore::new(config.daemon.concurrency)),
+            ctx,
+            limits: Arc::new(Limits::new(config.daemon.concurrency)),
             policy: Policy {
                 queue_alert_after: config.daemon.queue_alert_after,
                 message_expiration: config.daemon.message_expiration,
@@ -79,9 +82,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn probe_resources(&self) -> (Arc<ProbeContext>, Arc<Semaphore>) {
+    fn probe_resources(&self) -> (Arc<ProbeContext>, Arc<Limits>) {
         let rt = self.runtime.read().expect("runtime lock");
-        (rt.ctx.clone(), rt.semaphore.clone())
+        (rt.ctx.clone(), rt.limits.clone())
     }
 
     /// Takes a probe's verdict: state, events, metrics.
@@ -346,11 +349,11 @@ async fn reload(
             {
                 let mut rt = shared.runtime.write().expect("runtime lock");
                 let concurrency = rt.concurrency;
-                let semaphore = rt.semaphore.clone();
+                let limits = rt.limits.clone();
                 *rt = Runtime::new(&new);
                 if concurrency == new.daemon.concurrency {
-                    // Keep the semaphore, so probes in flight still count against the limit.
-                    rt.semaphore = semaphore;
+                    // Keep the pools, so probes in flight still count against the limit.
+                    rt.limits = limits;
                 }
             }
             let (changes, removed) = scheduler.apply(&new.connectors);

@@ -2,8 +2,9 @@
 //!
 //! A connector's task probes, waits for its next slot, and probes again, so one connector is
 //! never probed twice at once. First runs are spread across the interval (by a hash of the
-//! name, so a restart keeps each connector's phase) to avoid a thundering herd. A global
-//! semaphore bounds the probes in flight; every probe is itself bounded by its timeouts, so a
+//! name, so a restart keeps each connector's phase) to avoid a thundering herd. Global
+//! [`Limits`](crate::limits::Limits) bound the probes in flight, and a probe waiting on a dead
+//! server makes way for the others; every probe is itself bounded by its timeouts, so a
 //! connector whose servers hang delays only itself.
 
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 
 use super::Shared;
 use crate::config::Connector;
-use crate::probe::probe_connector;
+use crate::probe::probe_connector_in;
 
 /// What a reload changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -112,16 +113,16 @@ async fn run_connector(shared: Arc<Shared>, connector: Connector, mut stop: watc
             _ = tokio::time::sleep_until(next) => {}
             _ = stop.changed() => return,
         }
-        let (ctx, semaphore) = shared.probe_resources();
-        let permit = tokio::select! {
-            p = semaphore.acquire_owned() => p,
+        let (ctx, limits) = shared.probe_resources();
+        let place = tokio::select! {
+            p = limits.acquire() => p,
             _ = stop.changed() => return,
         };
         let started = Instant::now();
         // Once started, a probe runs to its end (bounded by its timeouts), even during
         // shutdown: `Scheduler::shutdown` waits for it, up to its grace period.
-        let verdict = probe_connector(&ctx, &connector).await;
-        drop(permit);
+        let verdict = probe_connector_in(&ctx, &connector, &place).await;
+        drop(place);
         shared.record(&connector, verdict);
         // A probe that overran its interval is followed at once by the next, not by a burst
         // of the missed ones.

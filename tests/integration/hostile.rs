@@ -180,3 +180,45 @@ async fn handshake_that_never_finishes_ends_at_the_tls_timeout() {
     assert_eq!(v.targets[0].stage.as_str(), "tls");
     assert!(took < 3 * LIMIT + SLACK, "{took:?}");
 }
+
+/// With one place in the bound, a black-holed connector ahead of a healthy one makes way
+/// for it once its connect has been pending for `SLOW_CONNECT`, instead of holding the place
+/// for its whole connect timeout.
+#[tokio::test]
+async fn a_black_holed_connector_does_not_hold_up_the_next() {
+    use connector_probe::lab::blackhole::Blackhole;
+    use connector_probe::probe::probe_all;
+
+    let dead = Blackhole::start().await.unwrap();
+    let live = SmtpServer::start(Script::new(vec![
+        send("220 live.example ESMTP\r\n"),
+        Step::Expect("EHLO"),
+        send("250 live.example\r\n"),
+        Step::Expect("QUIT"),
+        send("221 bye\r\n"),
+    ]))
+    .await
+    .unwrap();
+    let config = Config::parse("", std::path::Path::new("<test>")).unwrap();
+    let ctx = ProbeContext::new(&config);
+    let timeouts = uniform(connector_probe::limits::SLOW_CONNECT * 4);
+    let mut first = connector_to(dead.addr, TlsMode::Opportunistic, timeouts);
+    first.name = "dead".into();
+    let mut second = connector_to(live.addr, TlsMode::Opportunistic, timeouts);
+    second.name = "live".into();
+    let v = probe_all(&ctx, &[first, second], 1).await;
+    assert_eq!(code(&v[0]), "450 4.4.315", "{:#?}", v[0].targets);
+    assert_eq!(code(&v[1]), "warning", "{:#?}", v[1].targets);
+    let ended = |v: &ConnectorVerdict| {
+        let started = time::OffsetDateTime::parse(
+            &v.started_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        started + Duration::from_secs_f64(v.duration_ms / 1e3)
+    };
+    assert!(
+        ended(&v[1]) < ended(&v[0]),
+        "the live connector waited for the dead one's timeout"
+    );
+}

@@ -1,0 +1,405 @@
+//! The Markdown report: what ran, the figures, the ratios to the peers, and the issue's
+//! targets with whether this run met them. Figures are reported, never asserted.
+
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::blackbox;
+use crate::fleet::{self, Cycle, Knobs, Shape};
+use crate::oneshot::Tool;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The issue's targets.
+const CYCLE_TARGET: Duration = Duration::from_secs(30);
+const CPU_PER_PROBE_TARGET_MS: f64 = 1.0;
+const RSS_TARGET_MIB: f64 = 100.0;
+
+pub struct Machine {
+    cpu: String,
+    cores: usize,
+    kernel: String,
+    load: String,
+    commit: String,
+}
+
+impl Machine {
+    pub fn read() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let git = |args: &[&str]| {
+            Command::new("git")
+                .arg("-C")
+                .arg(env!("CARGO_MANIFEST_DIR"))
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        };
+        let commit = match (
+            git(&["rev-parse", "--short", "HEAD"]),
+            git(&["status", "--porcelain"]),
+        ) {
+            (Some(c), Some(s)) if !s.is_empty() => format!("{c} (with uncommitted changes)"),
+            (Some(c), _) => c,
+            _ => "unknown".into(),
+        };
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            kernel: read_trim("/proc/sys/kernel/osrelease"),
+            load: read_trim("/proc/loadavg"),
+            commit,
+        }
+    }
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub struct CycleRow {
+    pub shape: Shape,
+    pub cycle: Cycle,
+    /// CPU the responder spent serving the cycle (context, not counted against the probe).
+    pub fleet_cpu: Duration,
+}
+
+pub struct Report {
+    machine: Machine,
+    knobs: Knobs,
+    probe: String,
+    pub cycles: Vec<CycleRow>,
+    pub blackbox: Vec<(Shape, blackbox::Cycle)>,
+    pub one_shot: Vec<Tool>,
+    pub missing: Vec<String>,
+}
+
+impl Report {
+    pub fn new(args: &crate::Args, machine: Machine) -> Report {
+        Report {
+            machine,
+            knobs: args.knobs,
+            probe: args.probe.display().to_string(),
+            cycles: Vec::new(),
+            blackbox: Vec::new(),
+            one_shot: Vec::new(),
+            missing: Vec::new(),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        self.header(&mut o);
+        self.cycles(&mut o);
+        self.blackholed(&mut o);
+        self.blackbox(&mut o);
+        self.one_shot(&mut o);
+        self.targets(&mut o);
+        if !self.missing.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nNot run, not installed: {} (apt-get install prometheus-blackbox-exporter \
+                 monitoring-plugins-basic openssl swaks).",
+                self.missing.join(", ")
+            );
+        }
+        o
+    }
+
+    fn header(&self, o: &mut String) {
+        let m = &self.machine;
+        let _ = writeln!(
+            o,
+            "# Fleet benchmark\n\n\
+             - machine: {} core(s), {}, Linux {}; load average at start: {}\n\
+             - connector-probe: commit {}, `{}`\n\
+             - fleet: one responder (tokio-rustls, 2 threads) on 0.0.0.0:25 in a private \
+             network namespace, answering every 127.x.y.z; ECDSA P-256 leaf + intermediate, \
+             TLS 1.3\n\
+             - connectors: one smart host each (an IP literal), `tls = \"certificate-validation\"` \
+             (chain and dates against the fleet CA in `[tls] ca_file`, plus the native roots)\n\
+             - `[daemon] concurrency = {}`; black-holed connectors: every 10th, in a /16 whose \
+             SYNs are dropped; `timeouts.connect = \"{}s\"`",
+            m.cores,
+            m.cpu,
+            m.kernel,
+            m.load,
+            m.commit,
+            self.probe,
+            self.knobs.concurrency,
+            self.knobs.connect_timeout.as_secs(),
+        );
+    }
+
+    fn cycles(&self, o: &mut String) {
+        if self.cycles.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "\n## One cycle: `connector-probe probe --all --json`, process spawn to exit\n\n\
+             CPU is user + system of the probe process (wait4), RSS its peak. \"healthy done\" is \
+             when the last healthy connector's probe ended (from its `started_at` + \
+             `duration_ms`). \"fleet CPU\" is what the responder spent serving the cycle \
+             (context; not counted against the probe).\n\n\
+             | connectors | black-holed | wall | probes/s | CPU | CPU/probe | peak RSS | \
+             healthy done | healthy probe p50 / p99 | as expected | fleet CPU |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for row in &self.cycles {
+            let c = &row.cycle;
+            let n = row.shape.size as f64;
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {:.0} | {} | {:.3} ms | {:.1} MiB | {} | {:.1} / {:.1} ms | {} | {} |",
+                row.shape.size,
+                row.shape.dead(),
+                secs(c.run.wall),
+                n / c.run.wall.as_secs_f64(),
+                secs(c.run.cpu),
+                ms(c.run.cpu) / n,
+                c.run.max_rss as f64 / MIB,
+                secs(c.healthy_done),
+                fleet::percentile(&c.healthy_ms, 50.0),
+                fleet::percentile(&c.healthy_ms, 99.0),
+                expected(c.as_expected, c.unexpected_count),
+                secs(row.fleet_cpu),
+            );
+        }
+        for row in &self.cycles {
+            for u in &row.cycle.unexpected {
+                let _ = writeln!(o, "\n- unexpected ({} connectors): {u}", row.shape.size);
+            }
+        }
+    }
+
+    /// Healthy connectors' cycle with 10 % black-holed against the all-healthy baseline.
+    fn blackholed(&self, o: &mut String) {
+        let pairs: Vec<(&CycleRow, &CycleRow)> = self
+            .cycles
+            .iter()
+            .filter(|r| r.shape.dead_every.is_none())
+            .filter_map(|base| {
+                self.cycles
+                    .iter()
+                    .find(|r| r.shape.size == base.shape.size && r.shape.dead_every.is_some())
+                    .map(|b| (base, b))
+            })
+            .collect();
+        if pairs.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "\n## 10 % black-holed: do dead servers slow the healthy ones?\n\n\
+             The healthy connectors' cycle may grow by at most the connect timeout ({}s).\n\n\
+             | connectors | baseline cycle (all healthy) | healthy done, 10 % black-holed | \
+             growth | whole cycle, 10 % black-holed | within the timeout |\n\
+             |---:|---:|---:|---:|---:|:---|",
+            self.knobs.connect_timeout.as_secs()
+        );
+        for (base, b) in pairs {
+            let growth = b.cycle.healthy_done.as_secs_f64() - base.cycle.run.wall.as_secs_f64();
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {:+.2} s | {} | {} |",
+                base.shape.size,
+                secs(base.cycle.run.wall),
+                secs(b.cycle.healthy_done),
+                growth,
+                secs(b.cycle.run.wall),
+                yes_no(growth <= self.knobs.connect_timeout.as_secs_f64()),
+            );
+        }
+    }
+
+    fn blackbox(&self, o: &mut String) {
+        if self.blackbox.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "\n## Peer: blackbox_exporter `smtp_starttls`, same fleet, same concurrency ({})\n\n\
+             One `/probe` HTTP request per target, {} in flight (HTTP/1.0, a connection each); \
+             the same dialogue, with chain and name verification against the fleet CA. Wall is \
+             first request to last answer; CPU and peak RSS are the exporter's (a fresh process \
+             per cycle; `/proc`, 10 ms ticks). Ratios are blackbox_exporter / connector-probe.\n\n\
+             | targets | black-holed | wall | probes/s | CPU/probe | peak RSS | healthy done | \
+             as expected | wall ratio | CPU/probe ratio | RSS ratio |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            self.knobs.concurrency, self.knobs.concurrency
+        );
+        for (shape, b) in &self.blackbox {
+            let n = shape.size as f64;
+            let cp = self
+                .cycles
+                .iter()
+                .find(|r| r.shape.size == shape.size && r.shape.dead_every == shape.dead_every);
+            let ratio = |x: f64, y: Option<f64>| match y {
+                Some(y) if y > 0.0 => format!("{:.2}×", x / y),
+                _ => "–".to_owned(),
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {:.0} | {:.3} ms | {:.1} MiB | {} | {} | {} | {} | {} |",
+                shape.size,
+                shape.dead(),
+                secs(b.wall),
+                n / b.wall.as_secs_f64(),
+                ms(b.cpu) / n,
+                b.peak_rss as f64 / MIB,
+                secs(b.healthy_done),
+                expected(b.as_expected, b.unexpected),
+                ratio(
+                    b.wall.as_secs_f64(),
+                    cp.map(|r| r.cycle.run.wall.as_secs_f64())
+                ),
+                ratio(ms(b.cpu), cp.map(|r| ms(r.cycle.run.cpu))),
+                ratio(b.peak_rss as f64, cp.map(|r| r.cycle.run.max_rss as f64)),
+            );
+        }
+    }
+
+    fn one_shot(&self, o: &mut String) {
+        let Some(first) = self.one_shot.first() else {
+            return;
+        };
+        let runs = first.walls.len();
+        let _ = writeln!(
+            o,
+            "\n## One-shot, process start to exit, against one local STARTTLS server\n\n\
+             {runs} timed rounds after 3 untimed ones; in each round every command runs once, \
+             in turn. Two places for the fleet's CA: a file of its own (`[tls] ca_file`, \
+             `-CAfile`, `--tls-ca-path`), as for a private CA; and the system store \
+             (`SSL_CERT_FILE` = the system bundle plus the fleet CA, `SSL_CERT_DIR` = \
+             `/etc/ssl/certs`), as for a public CA, where each tool reads the system's roots \
+             its own way. Ratio is the tool's median wall / connector-probe's in the same \
+             scenario.\n\n\
+             | CA in | tool | what it checks | median wall | median CPU | ratio | failed runs |\n\
+             |---|---|---|---:|---:|---:|---:|"
+        );
+        for t in &self.one_shot {
+            let base = self
+                .probe_in(t.scenario)
+                .map(|p| p.median_wall().as_secs_f64());
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {:.1} ms | {:.1} ms | {} | {} |",
+                t.scenario,
+                t.name,
+                t.checks,
+                ms(t.median_wall()),
+                ms(t.median_cpu()),
+                base.map_or("–".into(), |b| format!(
+                    "{:.2}×",
+                    t.median_wall().as_secs_f64() / b
+                )),
+                t.failures,
+            );
+        }
+        let _ = writeln!(o, "\nCommands:\n");
+        for t in &self.one_shot {
+            let _ = writeln!(o, "    {}", t.shell_line());
+        }
+    }
+
+    fn probe_in(&self, scenario: &str) -> Option<&Tool> {
+        self.one_shot
+            .iter()
+            .find(|t| t.is_probe() && t.scenario == scenario)
+    }
+
+    fn targets(&self, o: &mut String) {
+        let mut rows: Vec<(String, String, bool)> = Vec::new();
+        let healthy = |size| {
+            self.cycles
+                .iter()
+                .find(|r| r.shape.size == size && r.shape.dead_every.is_none())
+        };
+        if let Some(r) = healthy(10_000) {
+            rows.push((
+                "10,000 connectors in one cycle ≤ 30 s".into(),
+                secs(r.cycle.run.wall),
+                r.cycle.run.wall <= CYCLE_TARGET,
+            ));
+        }
+        for r in self.cycles.iter().filter(|r| r.shape.dead_every.is_none()) {
+            let per = ms(r.cycle.run.cpu) / r.shape.size as f64;
+            rows.push((
+                format!(
+                    "≤ 1 ms probe-process CPU per probe ({} connectors)",
+                    r.shape.size
+                ),
+                format!("{per:.3} ms"),
+                per <= CPU_PER_PROBE_TARGET_MS,
+            ));
+        }
+        if let Some(peak) = self.cycles.iter().map(|r| r.cycle.run.max_rss).max() {
+            let mib = peak as f64 / MIB;
+            rows.push((
+                "peak RSS ≤ 100 MiB (largest cycle)".into(),
+                format!("{mib:.1} MiB"),
+                mib <= RSS_TARGET_MIB,
+            ));
+        }
+        for peer in self
+            .one_shot
+            .iter()
+            .filter(|t| t.name.starts_with("openssl") || t.name.starts_with("check_smtp"))
+        {
+            if let Some(probe) = self.probe_in(peer.scenario) {
+                rows.push((
+                    format!(
+                        "one-shot no slower than {} (CA in {})",
+                        peer.name, peer.scenario
+                    ),
+                    format!(
+                        "{:.1} ms vs {:.1} ms",
+                        ms(probe.median_wall()),
+                        ms(peer.median_wall())
+                    ),
+                    probe.median_wall() <= peer.median_wall(),
+                ));
+            }
+        }
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "\n## Targets\n\n| target | this run | met |\n|---|---:|:---|"
+        );
+        for (what, value, met) in rows {
+            let _ = writeln!(o, "| {what} | {value} | {} |", yes_no(met));
+        }
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "**no**" }
+}
+
+fn expected(ok: usize, not: usize) -> String {
+    if not == 0 {
+        format!("{ok}/{ok}")
+    } else {
+        format!("{ok}/{} (**{not} not**)", ok + not)
+    }
+}

@@ -1,0 +1,124 @@
+//! The fleet: one lightweight SMTP + STARTTLS server on `0.0.0.0:25` inside the benchmark's
+//! network namespace, where the loopback interface owns all of `127.0.0.0/8`, so this one
+//! process answers for every `127.x.y.z` a connector points at.
+//!
+//! It speaks just enough SMTP for a full probe: greeting, EHLO (STARTTLS offered), STARTTLS,
+//! the TLS handshake, EHLO again, QUIT. It presents one certificate chain (leaf and
+//! intermediate from the lab PKI, ECDSA P-256) for `fleet.test`, `*.fleet.test` and
+//! `127.0.0.1`; the root goes to `ca.pem` for the clients' trust stores.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connector_probe::lab::certs::{LeafSpec, Pki};
+use rustls::ServerConfig;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// The listen backlog: a cycle opens hundreds of connections within milliseconds.
+const BACKLOG: u32 = 4096;
+/// Longest command line read; every command here is far shorter.
+const MAX_LINE: u64 = 1024;
+/// A client that says nothing for this long is dropped.
+const IDLE: Duration = Duration::from_secs(30);
+
+const EHLO_PLAIN: &[u8] = b"250-fleet.test\r\n250-PIPELINING\r\n250-SIZE 36700160\r\n\
+250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250 8BITMIME\r\n";
+const EHLO_TLS: &[u8] =
+    b"250-fleet.test\r\n250-PIPELINING\r\n250-SIZE 36700160\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n";
+
+/// Generates the PKI, listens, writes `dir/ca.pem` (the readiness signal), and serves until
+/// killed.
+pub fn run(dir: &Path) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let pki = Pki::new();
+        let leaf = pki.leaf(&LeafSpec {
+            names: vec![
+                "fleet.test".into(),
+                "*.fleet.test".into(),
+                "127.0.0.1".into(),
+            ],
+            ..LeafSpec::valid("fleet.test")
+        });
+        let tls = leaf.server_config();
+        let socket = TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind("0.0.0.0:25".parse().expect("literal address"))?;
+        let listener = socket.listen(BACKLOG)?;
+        let tmp = dir.join("ca.pem.tmp");
+        std::fs::write(&tmp, &pki.root.pem)?;
+        std::fs::rename(&tmp, dir.join("ca.pem"))?;
+        loop {
+            match listener.accept().await {
+                Ok((tcp, _)) => {
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(4 * IDLE, session(tcp, tls)).await;
+                    });
+                }
+                // Out of file descriptors, for instance: let some connections finish.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+}
+
+async fn session(tcp: TcpStream, tls: Arc<ServerConfig>) -> io::Result<()> {
+    tcp.set_nodelay(true)?;
+    let mut plain = BufReader::new(tcp);
+    plain.write_all(b"220 fleet.test ESMTP ready\r\n").await?;
+    if !dialogue(&mut plain, false).await? {
+        return Ok(());
+    }
+    let tcp = plain.into_inner();
+    let mut secure = BufReader::new(TlsAcceptor::from(tls).accept(tcp).await?);
+    dialogue(&mut secure, true).await?;
+    Ok(())
+}
+
+/// Answers commands until QUIT or EOF (`false`) or an accepted STARTTLS (`true`).
+async fn dialogue<S>(s: &mut BufReader<S>, tls: bool) -> io::Result<bool>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut line = Vec::with_capacity(64);
+    loop {
+        line.clear();
+        let mut limited = (&mut *s).take(MAX_LINE);
+        match tokio::time::timeout(IDLE, limited.read_until(b'\n', &mut line)).await {
+            Ok(Ok(0)) | Err(_) => return Ok(false),
+            Ok(r) => r?,
+        };
+        let verb: Vec<u8> = line
+            .iter()
+            .take_while(|b| b.is_ascii_alphabetic())
+            .map(u8::to_ascii_uppercase)
+            .collect();
+        let reply: &[u8] = match (verb.as_slice(), tls) {
+            (b"EHLO", false) => EHLO_PLAIN,
+            (b"EHLO", true) => EHLO_TLS,
+            (b"HELO", _) => b"250 fleet.test\r\n",
+            (b"STARTTLS", false) => b"220 2.0.0 Ready to start TLS\r\n",
+            (b"NOOP" | b"RSET", _) => b"250 2.0.0 OK\r\n",
+            (b"QUIT", _) => b"221 2.0.0 Bye\r\n",
+            _ => b"502 5.5.2 Command not recognised\r\n",
+        };
+        s.write_all(reply).await?;
+        s.flush().await?;
+        match verb.as_slice() {
+            b"QUIT" => {
+                s.shutdown().await?;
+                return Ok(false);
+            }
+            b"STARTTLS" if !tls => return Ok(true),
+            _ => {}
+        }
+    }
+}
