@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -238,7 +239,7 @@ impl Loader {
     fn load(&self) {
         let mut notes = Vec::new();
         let mut roots = RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
+        let native = native_roots();
         for e in &native.errors {
             notes.push(format!("native root store: {e}"));
         }
@@ -261,6 +262,29 @@ impl Loader {
             notes.push(e.clone());
         }
         let _ = self.ready.send(Some(Arc::new(Store { webpki, notes })));
+    }
+}
+
+/// The system's roots. Where the distribution keeps a bundle file, that file alone is read:
+/// rustls-native-certs otherwise also reads every certificate of `/etc/ssl/certs`, the same
+/// certificates again (Debian's `update-ca-certificates` writes both), which doubles the
+/// most expensive part of a one-shot probe. `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured
+/// as rustls-native-certs honours them; a CA kept only in a hashed directory is trusted
+/// through `SSL_CERT_DIR` or `[tls].ca_file`.
+fn native_roots() -> rustls_native_certs::CertificateResult {
+    const BUNDLES: [&str; 5] = [
+        "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch, Gentoo
+        "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+        "/etc/ssl/ca-bundle.pem",             // openSUSE
+        "/etc/pki/tls/cacert.pem",            // OpenELEC
+        "/etc/ssl/cert.pem",                  // Alpine, the BSDs
+    ];
+    let from_env = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    match BUNDLES.iter().map(Path::new).find(|p| p.is_file()) {
+        Some(bundle) if !from_env => rustls_native_certs::load_certs_from_paths(Some(bundle), None),
+        _ => rustls_native_certs::load_native_certs(),
     }
 }
 
