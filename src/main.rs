@@ -245,10 +245,6 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
     };
     let ctx = ProbeContext::new(&config);
     let verdicts = probe_all(&ctx, &connectors, config.daemon.concurrency).await;
-    // Known once the root store is loaded, which only the probes' needs decide.
-    for note in ctx.tls.notes() {
-        tracing::warn!("{note}");
-    }
     if json {
         let stdout = std::io::BufWriter::new(std::io::stdout().lock());
         if let Err(e) = report::write_json(stdout, &verdicts, all) {

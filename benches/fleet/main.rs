@@ -257,9 +257,8 @@ fn one_shot_scenarios(dir: &Path, ca: &Path) -> Outcome<Vec<oneshot::Scenario>> 
         env: Vec::new(),
     }];
     let system_bundle = SYSTEM_BUNDLES.iter().map(Path::new).find(|p| p.is_file());
-    let system_dir = Path::new(SYSTEM_DIR);
     match system_bundle {
-        Some(bundle) if system_dir.is_dir() => {
+        Some(bundle) => {
             let mut pem = std::fs::read(bundle)?;
             pem.extend(std::fs::read(ca)?);
             let store = dir.join("system-and-fleet.pem");
@@ -270,13 +269,13 @@ fn one_shot_scenarios(dir: &Path, ca: &Path) -> Outcome<Vec<oneshot::Scenario>> 
                 name: "system store",
                 config: in_store,
                 ca_file: None,
-                env: vec![
-                    ("SSL_CERT_FILE", store),
-                    ("SSL_CERT_DIR", system_dir.to_owned()),
-                ],
+                // The bundle is the system store: Debian's update-ca-certificates writes every
+                // root into it, and /etc/ssl/certs only mirrors it as hashed links, which
+                // OpenSSL reads lazily and a tool that loads all roots need not read twice.
+                env: vec![("SSL_CERT_FILE", store)],
             });
         }
-        _ => eprintln!("fleet: no system CA bundle found; the system-store scenario is skipped"),
+        None => eprintln!("fleet: no system CA bundle found; the system-store scenario is skipped"),
     }
     Ok(scenarios)
 }
@@ -287,7 +286,6 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/cert.pem",
 ];
-const SYSTEM_DIR: &str = "/etc/ssl/certs";
 
 /// Lets the previous run's connections leave TIME_WAIT's bookkeeping and the machine settle.
 fn settle() {

@@ -4,8 +4,7 @@
 //!
 //! Two scenarios: the fleet's CA given as a file (`[tls] ca_file`, `-CAfile`), as for a
 //! private CA; and the fleet's CA in the system store (`SSL_CERT_FILE` = the system bundle
-//! plus the fleet CA, `SSL_CERT_DIR` = the system directory), as for a public CA, where every
-//! tool reads the system's roots.
+//! plus the fleet CA), as for a public CA, where every tool reads the system's roots.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,7 +22,7 @@ pub struct Scenario {
     pub config: PathBuf,
     /// The CA file given on the command line, if any (`-CAfile`, `--tls-ca-path`).
     pub ca_file: Option<PathBuf>,
-    /// Environment for every tool (`SSL_CERT_FILE`, `SSL_CERT_DIR`).
+    /// Environment for every tool (`SSL_CERT_FILE`).
     pub env: Vec<(&'static str, PathBuf)>,
 }
 

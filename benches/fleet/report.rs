@@ -280,9 +280,8 @@ impl Report {
              {runs} timed rounds after 3 untimed ones; in each round every command runs once, \
              in turn. Two places for the fleet's CA: a file of its own (`[tls] ca_file`, \
              `-CAfile`, `--tls-ca-path`), as for a private CA; and the system store \
-             (`SSL_CERT_FILE` = the system bundle plus the fleet CA, `SSL_CERT_DIR` = \
-             `/etc/ssl/certs`), as for a public CA, where each tool reads the system's roots \
-             its own way. Ratio is the tool's median wall / connector-probe's in the same \
+             (`SSL_CERT_FILE` = the system bundle plus the fleet CA), as for a public CA, \
+             where each tool reads the system's roots its own way. Ratio is the tool's median wall / connector-probe's in the same \
              scenario.\n\n\
              | CA in | tool | what it checks | median wall | median CPU | ratio | failed runs |\n\
              |---|---|---|---:|---:|---:|---:|"

@@ -53,12 +53,6 @@ struct Runtime {
 impl Runtime {
     fn new(config: &Config) -> Runtime {
         let ctx = Arc::new(ProbeContext::new(config));
-        let notes = ctx.tls.notes_when_loaded();
-        tokio::spawn(async move {
-            for note in notes.await {
-                tracing::warn!(event = "tls_roots", "{note}");
-            }
-        });
         Runtime {
             ctx,
             limits: Arc::new(Limits::new(config.daemon.concurrency)),
