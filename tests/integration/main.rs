@@ -4,6 +4,8 @@
 //!   against the lab's scripted servers on loopback.
 //! * `details`: what a verdict carries beyond its code (EOP status line, certificate details).
 //! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
+//! * `properties`: the reply parser's and the config loader's `invariants`, on generated input
+//!   (the same checks the fuzz targets in `fuzz/` make).
 //! * `cli`: the binary itself: exit codes, JSON, configuration errors.
 //! * `import`: `import exchange` on real PowerShell exports.
 
@@ -13,4 +15,6 @@ mod daemon;
 mod details;
 mod hostile;
 mod import;
+mod invariants;
+mod properties;
 mod util;
