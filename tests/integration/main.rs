@@ -4,6 +4,7 @@
 //!   against the lab's scripted servers on loopback.
 //! * `details`: what a verdict carries beyond its code (EOP status line, certificate details).
 //! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
+//! * `memory`: the same against the binary in its own process; its peak memory stays bounded.
 //! * `properties`: the reply parser's and the config loader's `invariants`, on generated input
 //!   (the same checks the fuzz targets in `fuzz/` make).
 //! * `cli`: the binary itself: exit codes, JSON, configuration errors.
@@ -16,5 +17,6 @@ mod details;
 mod hostile;
 mod import;
 mod invariants;
+mod memory;
 mod properties;
 mod util;
