@@ -14,18 +14,24 @@ fuzz_target!(|input: &[u8]| {
     }
 });
 
-/// Turns the fuzzer's input into the bytes a server sends and the sizes they are read in.
-/// The first byte shapes the run, so that short inputs reach what only long ones would:
+/// The caps a run of repeated bytes can be sized against.
+const CAPS: [usize; 2] = [MAX_LINE, MAX_REPLY];
+/// Bounds one input's data: enough to cross both caps, and no more, since a long input read
+/// a byte at a time costs a parse call per byte (about half a second with the sanitizer).
+const MOST: usize = MAX_REPLY + 2 * MAX_LINE;
+
+/// Turns the fuzzer's input into the bytes a server sends and the sizes they are read in,
+/// so that short inputs reach what only long ones would (an endless line, a flood up to a
+/// cap and a line across it):
 ///
-/// * bits 0-3: the largest read, `2^n` bytes (up to 4 KiB, the stream's read size); 0 is a
-///   byte at a time. Read sizes come from a generator seeded with the whole byte.
-/// * bits 4-7: up to 12, the rest is sent as it is. Otherwise the next two bytes are the
-///   lengths of a head and a body, and the body is repeated after the head to just past the
-///   line cap (13), just under the reply cap (14) or just past it (15), then the rest follows:
-///   an endless line, an endless multi-line reply, a line that crosses the cap. (These runs
-///   are long, so they are kept to a few shapes out of 16.)
+/// * The first byte: bits 0-3 are the largest read, `2^n` bytes (up to 4 KiB, the stream's
+///   read size; 0 is a byte at a time). Read sizes come from a generator seeded with it.
+/// * Then segments, each `[length, count, bytes...]`: `bytes` sent `count` times. A count
+///   under 0xc0 is once; from 0xc0, `k = count - 0xc0`, it is `2^(k/4)` times for `k` under
+///   60, and for 60-63 as many times as reach just under the line cap, just past it, just
+///   under the reply cap, just past it (counted from the start of the data).
 fn decode(input: &[u8]) -> Option<(Vec<u8>, Vec<usize>)> {
-    let (&shape, rest) = input.split_first()?;
+    let (&shape, mut rest) = input.split_first()?;
     let largest = 1usize << (shape & 0x0f).min(12);
     let mut state = u32::from(shape).wrapping_mul(0x9e37_79b9) | 1;
     let chunks = (0..64)
@@ -37,24 +43,25 @@ fn decode(input: &[u8]) -> Option<(Vec<u8>, Vec<usize>)> {
             state as usize % largest + 1
         })
         .collect();
-    let (cap, past) = match shape >> 4 {
-        13 => (MAX_LINE, 1),
-        14 => (MAX_REPLY, 0),
-        15 => (MAX_REPLY, 1),
-        _ => return Some((rest.to_vec(), chunks)),
-    };
-    let (&[head_len, body_len], rest) = rest.split_first_chunk()?;
-    let head_end = usize::from(head_len).min(rest.len());
-    let body_end = (head_end + usize::from(body_len)).min(rest.len());
-    let (head, body, tail) = (
-        &rest[..head_end],
-        &rest[head_end..body_end],
-        &rest[body_end..],
-    );
-    let times = if body.is_empty() {
-        0
-    } else {
-        cap.saturating_sub(head.len()) / body.len() + past
-    };
-    Some(([head, &body.repeat(times), tail].concat(), chunks))
+    let mut data = Vec::new();
+    while let Some((&[length, count], tail)) = rest.split_first_chunk() {
+        let (bytes, tail) = tail.split_at(usize::from(length).min(tail.len()));
+        rest = tail;
+        if bytes.is_empty() {
+            continue;
+        }
+        let times = match count.checked_sub(0xc0) {
+            None => 1,
+            Some(k @ 0..60) => 1 << (k / 4),
+            Some(k) => {
+                let cap = CAPS[usize::from(k - 60) / 2];
+                let under = cap.saturating_sub(data.len()) / bytes.len();
+                // One more copy crosses the cap.
+                under + usize::from(k % 2)
+            }
+        };
+        let times = times.min((MOST.saturating_sub(data.len())) / bytes.len());
+        data.extend(bytes.repeat(times));
+    }
+    Some((data, chunks))
 }
