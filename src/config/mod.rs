@@ -279,14 +279,18 @@ pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
 /// A duration as the configuration writes it: `14d`, `5m`, `1h30m`, `1s500ms`. The inverse
 /// of the parser, so `check-config` output reads like a hand-written file and loads again.
 pub fn format_duration(d: Duration) -> String {
-    const UNITS: [(u128, &str); 5] = [
-        (86_400_000, "d"),
-        (3_600_000, "h"),
-        (60_000, "m"),
-        (1_000, "s"),
-        (1, "ms"),
+    // Down to the nanosecond, as the parser reads: stopping at milliseconds turned "1500us"
+    // into "1ms" and "1ns" into "0s", which the loader then rejects (found by the property tests).
+    const UNITS: [(u128, &str); 7] = [
+        (86_400_000_000_000, "d"),
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "m"),
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+        (1, "ns"),
     ];
-    let mut left = d.as_millis();
+    let mut left = d.as_nanos();
     if left == 0 {
         return "0s".to_owned();
     }

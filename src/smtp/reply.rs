@@ -122,22 +122,28 @@ impl ReplyParser {
     /// and the parser starts afresh.
     pub fn parse(&mut self, buf: &[u8]) -> Result<Parsed, ReplyError> {
         loop {
-            check_prefix(&buf[self.line_start..])?;
+            // The current line must end (LF included) by `cap`, whichever limit comes first.
+            // Nothing past `cap` is looked at, so the error for a line that crosses it does
+            // not depend on how the bytes were split into reads (found by the property tests:
+            // a long line crossing MAX_REPLY was LineTooLong when read at once, ReplyTooLong
+            // when read a byte at a time).
+            let line_cap = self.line_start + MAX_LINE;
+            let cap = line_cap.min(MAX_REPLY);
+            let seen = buf.len().min(cap);
+            check_prefix(&buf[self.line_start..seen])?;
             let from = self.scanned.max(self.line_start);
-            let Some(nl) = buf[from..].iter().position(|&b| b == b'\n') else {
-                self.scanned = buf.len();
-                if buf.len() - self.line_start > MAX_LINE {
-                    return Err(ReplyError::LineTooLong { limit: MAX_LINE });
+            let Some(nl) = buf[from..seen].iter().position(|&b| b == b'\n') else {
+                self.scanned = seen;
+                if buf.len() <= cap {
+                    return Ok(Parsed::Incomplete);
                 }
-                if buf.len() > MAX_REPLY {
-                    return Err(ReplyError::ReplyTooLong { limit: MAX_REPLY });
-                }
-                return Ok(Parsed::Incomplete);
+                return Err(if line_cap <= MAX_REPLY {
+                    ReplyError::LineTooLong { limit: MAX_LINE }
+                } else {
+                    ReplyError::ReplyTooLong { limit: MAX_REPLY }
+                });
             };
             let end = from + nl;
-            if end + 1 - self.line_start > MAX_LINE {
-                return Err(ReplyError::LineTooLong { limit: MAX_LINE });
-            }
             let raw = &buf[self.line_start..end];
             let content = match raw.strip_suffix(b"\r") {
                 Some(c) => c,
@@ -154,9 +160,6 @@ impl ReplyParser {
             self.lines.push(text);
             self.line_start = end + 1;
             self.scanned = self.line_start;
-            if self.line_start > MAX_REPLY {
-                return Err(ReplyError::ReplyTooLong { limit: MAX_REPLY });
-            }
             if last {
                 let done = std::mem::take(self);
                 return Ok(Parsed::Complete {
@@ -342,6 +345,14 @@ mod tests {
             many.extend(b"250-0123456789012345678901234567890123456789\r\n");
         }
         check(&many, ReplyTooLong);
+
+        // A line crossing the reply cap before it passes its own: the reply cap is what is
+        // passed first, whether the bytes come at once or one at a time.
+        let mut crossing = b"200-\r\n".repeat(10922);
+        crossing.extend(b"250 ");
+        crossing.extend(std::iter::repeat_n(b' ', MAX_LINE - 4));
+        crossing.extend(b"\r\n");
+        check(&crossing, ReplyTooLong);
 
         // Exactly at the line limit is still fine.
         let mut edge = b"220 ".to_vec();

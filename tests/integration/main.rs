@@ -4,6 +4,9 @@
 //!   against the lab's scripted servers on loopback.
 //! * `details`: what a verdict carries beyond its code (EOP status line, certificate details).
 //! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
+//! * `memory`: the same against the binary in its own process; its peak memory stays bounded.
+//! * `properties`: the reply parser's and the config loader's `invariants`, on generated input
+//!   (the same checks the fuzz targets in `fuzz/` make).
 //! * `cli`: the binary itself: exit codes, JSON, configuration errors.
 //! * `daemon`: `run` as a process: events, state, reload, signals, metrics, systemd notify.
 //! * `import`: `import exchange` on PowerShell exports.
@@ -15,5 +18,8 @@ mod daemon;
 mod details;
 mod hostile;
 mod import;
+mod invariants;
+mod memory;
 mod peers;
+mod properties;
 mod util;
