@@ -6,7 +6,7 @@
 //! * `postfix`: Postfix `smtpd` with STARTTLS and a certificate matrix.
 //! * `sink`: Postfix's `smtp-sink` for SMTP faults.
 //! * `dnsmasq`: a real DNS server, for every DNS failure and MX routing.
-//! * `firewall`: iptables rules in a network namespace.
+//! * `firewall`: iptables and policy-routing rules in a network namespace.
 //!
 //! A test whose tools (or root) are missing prints "SKIPPED: …" and passes, unless
 //! `CONNECTOR_PROBE_REQUIRE_PEERS=1`, which `.ci/run` sets after installing them.
