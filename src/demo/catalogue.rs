@@ -128,11 +128,11 @@ fn tls_to(leaf: LeafSpec) -> impl Fn(&Pki) -> Script {
 
 /// Greeting, EHLO and the STARTTLS exchange, then whatever `tail` does instead of TLS.
 fn after_starttls_220(tail: Vec<Step>) -> Script {
-    let mut steps = Script::greeting();
-    steps.push(Step::Expect("STARTTLS"));
-    steps.push(send("220 2.0.0 Ready to start TLS\r\n"));
-    steps.extend(tail);
-    Script::new(steps)
+    Script::answering_starttls(
+        [send("220 2.0.0 Ready to start TLS\r\n")]
+            .into_iter()
+            .chain(tail),
+    )
 }
 
 /// The catalogue: every row of the classification table, and then some.
@@ -398,25 +398,17 @@ pub fn catalogue() -> Vec<CaseDef> {
             "starttls: bytes after 220 before the handshake",
             OP,
             failing(Code::CannotConnect),
-            Peer::Script(|_, _| {
-                let mut steps = Script::greeting();
-                steps.push(Step::Expect("STARTTLS"));
-                steps.push(send("220 2.0.0 Ready to start TLS\r\n250 injected\r\n"));
-                steps.push(Step::Hang);
-                Script::new(steps)
-            })
+            Peer::Script(|_, _| Script::answering_starttls([
+                send("220 2.0.0 Ready to start TLS\r\n250 injected\r\n"),
+                Step::Hang,
+            ]))
         ),
         case!(
             "starttls-eof",
             "starttls: EOF after STARTTLS",
             OP,
             failing(Code::ClosedAbruptly),
-            Peer::Script(|_, _| {
-                let mut steps = Script::greeting();
-                steps.push(Step::Expect("STARTTLS"));
-                steps.push(Step::Close);
-                Script::new(steps)
-            })
+            Peer::Script(|_, _| Script::answering_starttls([Step::Close]))
         ),
         case!(
             "tls-old-protocol",
@@ -704,13 +696,10 @@ pub(super) fn plaintext_only() -> Script {
 }
 
 fn starttls_refused() -> Script {
-    let mut steps = Script::greeting();
-    steps.extend([
-        Step::Expect("STARTTLS"),
+    Script::answering_starttls([
         send("454 4.7.0 TLS not available due to local problem\r\n"),
         Step::Expect("QUIT"),
         send("221 Bye\r\n"),
         Step::Close,
-    ]);
-    Script::new(steps)
+    ])
 }

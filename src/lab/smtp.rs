@@ -65,6 +65,15 @@ impl Script {
         ]
     }
 
+    /// Greeting and EHLO as in [`Script::greeting`], then STARTTLS answered by `answer`: a
+    /// reply and what the server does instead of a clean handshake (or a refusal).
+    pub fn answering_starttls(answer: impl IntoIterator<Item = Step>) -> Script {
+        let mut steps = Self::greeting();
+        steps.push(Step::Expect("STARTTLS"));
+        steps.extend(answer);
+        Script { steps }
+    }
+
     /// STARTTLS accepted and the handshake made with `tls`.
     pub fn starttls(tls: Arc<ServerConfig>) -> Vec<Step> {
         vec![

@@ -157,25 +157,25 @@ async fn bare_lf_replies_are_a_warning() {
 
 #[tokio::test]
 async fn garbage_after_ready_to_start_tls_is_4_4_317() {
-    let mut steps = Script::greeting();
-    steps.push(Step::Expect("STARTTLS"));
-    steps.push(send("220 2.0.0 Ready to start TLS\r\n\x16\x03\x01garbage"));
-    steps.push(Step::Hang);
-    let (v, _) = probe(Script::new(steps), TlsMode::Opportunistic).await;
+    let script = Script::answering_starttls([
+        send("220 2.0.0 Ready to start TLS\r\n\x16\x03\x01garbage"),
+        Step::Hang,
+    ]);
+    let (v, _) = probe(script, TlsMode::Opportunistic).await;
     assert_eq!(code(&v), "450 4.4.317");
     assert_eq!(v.targets[0].stage.as_str(), "starttls");
 }
 
 #[tokio::test]
 async fn handshake_that_never_finishes_ends_at_the_tls_timeout() {
-    let mut steps = Script::greeting();
-    steps.push(Step::Expect("STARTTLS"));
-    steps.push(send("220 2.0.0 Ready to start TLS\r\n"));
-    steps.push(Step::Drain);
-    // A record header promising more than ever comes.
-    steps.push(Step::Send(vec![0x16, 0x03, 0x03, 0x40, 0x00, 0x02]));
-    steps.push(Step::Hang);
-    let (v, took) = probe(Script::new(steps), TlsMode::Opportunistic).await;
+    let script = Script::answering_starttls([
+        send("220 2.0.0 Ready to start TLS\r\n"),
+        Step::Drain,
+        // A record header promising more than ever comes.
+        Step::Send(vec![0x16, 0x03, 0x03, 0x40, 0x00, 0x02]),
+        Step::Hang,
+    ]);
+    let (v, took) = probe(script, TlsMode::Opportunistic).await;
     assert_eq!(code(&v), "450 4.4.318");
     assert_eq!(v.targets[0].stage.as_str(), "tls");
     assert!(took < 3 * LIMIT + SLACK, "{took:?}");

@@ -179,7 +179,7 @@ struct Case {
 /// A case whose probe must fail with `code` at `stage`.
 fn fails(
     name: &'static str,
-    script: Vec<Step>,
+    script: Script,
     banner: Duration,
     code: &'static str,
     stage: &'static str,
@@ -187,7 +187,7 @@ fn fails(
 ) -> Case {
     Case {
         name,
-        script: Script::new(script),
+        script,
         banner,
         status: "failing",
         failure: Some((code, stage)),
@@ -195,19 +195,11 @@ fn fails(
     }
 }
 
-/// A greeting that offers STARTTLS, then `after` as the answer to STARTTLS.
-fn after_starttls(after: Vec<Step>) -> Vec<Step> {
-    let mut steps = Script::greeting();
-    steps.push(Step::Expect("STARTTLS"));
-    steps.extend(after);
-    steps
-}
-
 /// Bytes sent with the `220` to STARTTLS, in the same write: response injection.
 fn injection(name: &'static str, extra: &str) -> Case {
     fails(
         name,
-        after_starttls(vec![
+        Script::answering_starttls([
             send(&format!("220 2.0.0 Ready to start TLS\r\n{extra}")),
             Step::Hang,
         ]),
@@ -254,7 +246,7 @@ fn cases() -> Vec<Case> {
     vec![
         fails(
             "endless line",
-            vec![send("220 "), Step::Flood(vec![b'A'; 8192])],
+            Script::new(vec![send("220 "), Step::Flood(vec![b'A'; 8192])]),
             LONG,
             "450 4.4.317",
             "banner",
@@ -262,13 +254,13 @@ fn cases() -> Vec<Case> {
         ),
         fails(
             "endless multi-line reply",
-            vec![
+            Script::new(vec![
                 send("220 x ESMTP\r\n"),
                 Step::Expect("EHLO"),
                 Step::Flood(
                     b"250-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n".repeat(64),
                 ),
-            ],
+            ]),
             LONG,
             "450 4.4.317",
             "ehlo",
@@ -285,7 +277,7 @@ fn cases() -> Vec<Case> {
         },
         fails(
             "greeting dripped just outside the banner timeout",
-            vec![Step::Drip(outside.to_vec(), DRIP)],
+            Script::new(vec![Step::Drip(outside.to_vec(), DRIP)]),
             BANNER,
             "450 4.4.318",
             "banner",
@@ -305,12 +297,12 @@ fn cases() -> Vec<Case> {
         },
         fails(
             "1 MiB EHLO reply",
-            vec![
+            Script::new(vec![
                 send("220 x ESMTP\r\n"),
                 Step::Expect("EHLO"),
                 Step::Send(mebibyte),
                 Step::Hang,
-            ],
+            ]),
             LONG,
             "450 4.4.317",
             "ehlo",
@@ -326,7 +318,7 @@ fn cases() -> Vec<Case> {
         ),
         fails(
             "reset after the ClientHello",
-            after_starttls(vec![
+            Script::answering_starttls([
                 send("220 2.0.0 Ready to start TLS\r\n"),
                 Step::Drain,
                 Step::Reset,
