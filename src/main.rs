@@ -98,7 +98,14 @@ enum ImportSource {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 3 ("unknown"), not clap's 2: under the monitoring-plugin convention of
+    // `probe`, 2 means a failing connector, and a mistyped check command must not page anyone
+    // as if mail were bouncing. `--help` and `--version` still exit 0.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let code = if e.use_stderr() { 3 } else { 0 };
+        let _ = e.print();
+        std::process::exit(code);
+    });
     raise_fd_limit();
     match &cli.command {
         Cmd::Run { log_format, .. } => daemon::init_logging(*log_format),

@@ -334,3 +334,27 @@ fn shipped_example_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A command-line mistake is "unknown" (3) under the monitoring-plugin convention, never the
+/// 2 that means a failing connector; help is not an error.
+#[test]
+fn command_line_errors_exit_3_and_help_exits_0() {
+    for args in [
+        &["probe"][..],
+        &["probe", "--connector"],
+        &["probe", "--connector", "a", "--bogus"],
+        &["bogus"],
+        &[],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // What went wrong and a pointer to `--help` (with no command at all, the help itself).
+        assert!(stderr.contains("--help"), "{args:?}: {stderr}");
+    }
+    for args in [&["--help"][..], &["probe", "--help"], &["--version"]] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+}
