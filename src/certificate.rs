@@ -20,12 +20,38 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::TlsDomain;
-use crate::verdict::Outcome;
+
+/// What is wrong with a presented certificate, by the status names of EOP's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Problem {
+    Expired,
+    NotYetValid,
+    Untrusted,
+    Invalid,
+    Revoked,
+    NameMismatch,
+}
+
+impl Problem {
+    /// The status EOP's Message starts with.
+    pub fn eop_status(self) -> &'static str {
+        match self {
+            Problem::Expired | Problem::NotYetValid => "CertificateExpired",
+            Problem::Untrusted => "UntrustedRoot",
+            Problem::Invalid => "CertificateInvalid",
+            Problem::Revoked => "CertificateRevoked",
+            Problem::NameMismatch => "SubjectMismatch",
+        }
+    }
+}
 
 /// The leaf certificate as `probe --json` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CertificateInfo {
     pub subject: String,
+    /// The subject as Windows prints it, as EOP's Message quotes it: `CN=…, O=…, C=…`.
+    #[serde(skip)]
+    pub windows_subject: String,
     /// DNS names and IP addresses of the subjectAltName extension.
     pub names: Vec<String>,
     pub issuer: String,
@@ -84,6 +110,7 @@ impl CertificateInfo {
         let not_after = validity.not_after.to_datetime();
         Some(CertificateInfo {
             subject: cert.subject().to_string(),
+            windows_subject: windows_dn(cert.subject()),
             names,
             issuer: cert.issuer().to_string(),
             not_before: rfc3339(validity.not_before.to_datetime()),
@@ -159,39 +186,89 @@ fn hex(bytes: &[u8], sep: &str) -> String {
         .join(sep)
 }
 
-/// How a rustls/webpki chain error reads in the table. `None` for a name error: the chain
-/// was fine (webpki checks the name last) and the name is judged by [`matches_tls_domain`].
-/// A self-issued leaf that is not trusted is untrusted (EOP's `UntrustedRoot`), whatever
-/// webpki objected to first: `openssl req -x509` marks its certificate as a CA, which webpki
-/// rejects as a CA used as an end entity before it looks for a trust anchor.
-pub fn chain_outcome(e: &TlsError, self_issued: bool) -> Option<(Outcome, String)> {
+/// How a rustls/webpki chain error reads: `None` for a name error (the chain was fine: webpki
+/// checks the name last, and the name is judged by [`matches_tls_domain`]). A self-issued leaf
+/// that is not trusted is untrusted (EOP's `UntrustedRoot`), whatever webpki objected to first:
+/// `openssl req -x509` marks its certificate as a CA, which webpki rejects as a CA used as an
+/// end entity before it looks for a trust anchor.
+pub fn chain_problem(e: &TlsError, self_issued: bool) -> Option<(Problem, String)> {
     let TlsError::InvalidCertificate(ce) = e else {
-        return Some((Outcome::Invalid, format!("certificate rejected: {e}")));
+        return Some((Problem::Invalid, format!("certificate rejected: {e}")));
     };
     #[allow(deprecated)] // the context-free variants are still produced by some paths
-    let outcome = match ce {
+    let problem = match ce {
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             return None;
         }
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => Outcome::Expired,
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => Problem::Expired,
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-            Outcome::NotYetValid
+            Problem::NotYetValid
         }
-        CertificateError::UnknownIssuer => Outcome::Untrusted,
-        CertificateError::Revoked => Outcome::Revoked,
-        _ if self_issued => Outcome::Untrusted,
-        _ => Outcome::Invalid,
+        CertificateError::UnknownIssuer => Problem::Untrusted,
+        CertificateError::Revoked => Problem::Revoked,
+        _ if self_issued => Problem::Untrusted,
+        _ => Problem::Invalid,
     };
-    let what = match outcome {
-        Outcome::Expired => "certificate has expired",
-        Outcome::NotYetValid => "certificate is not valid yet",
-        Outcome::Untrusted => {
+    Some((problem, format!("{} ({e})", describe(problem))))
+}
+
+/// A problem in words, for people.
+pub fn describe(problem: Problem) -> &'static str {
+    match problem {
+        Problem::Expired => "certificate has expired",
+        Problem::NotYetValid => "certificate is not valid yet",
+        Problem::Untrusted => {
             "certificate chain does not lead to a trusted root (unknown issuer, self-signed, or a missing intermediate)"
         }
-        Outcome::Revoked => "certificate has been revoked",
-        _ => "certificate is invalid",
-    };
-    Some((outcome, format!("{what} ({e})")))
+        Problem::Revoked => "certificate has been revoked",
+        Problem::Invalid => "certificate is invalid",
+        Problem::NameMismatch => "no certificate name matches",
+    }
+}
+
+/// A distinguished name as Windows prints it (and EOP's Message quotes it): relative names
+/// from the most specific to the least, joined by `, `; attributes by their Windows short
+/// names, any other as its dotted OID; a value holding `,`, `+`, `=` or `"` in double quotes
+/// (an inner quote doubled); the values of a multi-valued relative name joined by ` + `.
+pub fn windows_dn(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let rdns: Vec<String> = name
+        .iter()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|attr| {
+                    let oid = attr.attr_type().to_id_string();
+                    let key = match oid.as_str() {
+                        "2.5.4.3" => "CN",
+                        "2.5.4.11" => "OU",
+                        "2.5.4.10" => "O",
+                        "2.5.4.7" => "L",
+                        "2.5.4.8" => "S",
+                        "2.5.4.6" => "C",
+                        "1.2.840.113549.1.9.1" => "E",
+                        "2.5.4.9" => "STREET",
+                        "0.9.2342.19200300.100.1.25" => "DC",
+                        _ => oid.as_str(),
+                    }
+                    .to_owned();
+                    let value = attr
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|_| crate::smtp::escape(attr.attr_value().data));
+                    format!("{key}={}", quote_dn_value(&value))
+                })
+                .collect::<Vec<_>>()
+                .join(" + ")
+        })
+        .collect();
+    rdns.into_iter().rev().collect::<Vec<_>>().join(", ")
+}
+
+fn quote_dn_value(v: &str) -> String {
+    if v.contains([',', '+', '=', '"']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_owned()
+    }
 }
 
 /// The spec's name rules: an exact `tls_domain` matches a certificate name equal to it, or a
@@ -232,6 +309,26 @@ pub fn matches_tls_domain<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subjects_are_written_as_windows_writes_them() {
+        let mut params = rcgen::CertificateParams::new(vec!["mail.contoso.com".into()]).unwrap();
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CountryName, "US");
+        dn.push(rcgen::DnType::StateOrProvinceName, "Washington");
+        dn.push(rcgen::DnType::LocalityName, "Redmond");
+        dn.push(rcgen::DnType::OrganizationName, "Contoso, Ltd.");
+        dn.push(rcgen::DnType::OrganizationalUnitName, "IT \"Mail\"");
+        dn.push(rcgen::DnType::CommonName, "mail.contoso.com");
+        params.distinguished_name = dn;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (_, x509) = X509Certificate::from_der(cert.der()).unwrap();
+        assert_eq!(
+            windows_dn(x509.subject()),
+            "CN=mail.contoso.com, OU=\"IT \"\"Mail\"\"\", O=\"Contoso, Ltd.\", L=Redmond, S=Washington, C=US"
+        );
+    }
 
     #[test]
     fn tls_domain_rules() {

@@ -10,7 +10,7 @@ use crate::verdict::{Failure, Outcome, Stage};
 
 /// Connects within `timeout`. Timeout, refusal and unreachability are told apart; a reset
 /// reported by `connect` itself means the handshake completed and the server dropped the
-/// connection at once, so it is a banner-stage failure (4.4.318), not a refusal.
+/// connection at once: 4.4.318 (the connect row of the table), not a refusal.
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Failure> {
     let attempt = async {
         let socket = if addr.is_ipv4() {
@@ -64,7 +64,7 @@ fn classify(addr: SocketAddr, e: &io::Error) -> Failure {
             "the kernel gave up waiting for an answer",
         ),
         (io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted, _) => (
-            Stage::Banner,
+            Stage::Connect,
             Outcome::Reset,
             "connection reset right after it was established",
         ),
@@ -87,8 +87,8 @@ mod tests {
             (libc::EACCES, Stage::Connect, Outcome::LocalFirewall),
             (libc::EPERM, Stage::Connect, Outcome::LocalFirewall),
             (libc::ETIMEDOUT, Stage::Connect, Outcome::ConnectTimeout),
-            (libc::ECONNRESET, Stage::Banner, Outcome::Reset),
-            (libc::ECONNABORTED, Stage::Banner, Outcome::Reset),
+            (libc::ECONNRESET, Stage::Connect, Outcome::Reset),
+            (libc::ECONNABORTED, Stage::Connect, Outcome::Reset),
             (libc::EADDRNOTAVAIL, Stage::Connect, Outcome::Unexpected),
         ];
         for (errno, stage, outcome) in cases {

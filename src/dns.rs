@@ -90,8 +90,8 @@ impl Resolver {
         })
     }
 
-    /// The addresses of `host` in the wanted families, IPv4 first. A and AAAA are asked
-    /// together and one answering is enough.
+    /// The addresses of `host` in the wanted families, IPv6 first (EOP prefers IPv6). A and
+    /// AAAA are asked together and one answering is enough.
     pub async fn addresses(&self, host: &str, family: IpFamily) -> Result<Vec<IpAddr>, DnsFailure> {
         let resolver = self.resolver()?;
         let name = fqdn(host)?;
@@ -101,7 +101,7 @@ impl Resolver {
         );
         let mut addresses = Vec::new();
         let mut failures = Vec::new();
-        for (rtype, result) in [("A", a), ("AAAA", aaaa)] {
+        for (rtype, result) in [("AAAA", aaaa), ("A", a)] {
             match result {
                 None => {}
                 Some(Ok(list)) if list.is_empty() => failures.push((rtype, no_data())),

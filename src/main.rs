@@ -259,7 +259,10 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
             return ExitCode::from(UNKNOWN);
         }
     } else {
-        print!("{}", report::human(&verdicts));
+        print!(
+            "{}",
+            report::human(&verdicts, config.daemon.message_expiration)
+        );
     }
     let worst = verdicts
         .iter()

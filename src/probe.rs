@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -15,22 +16,27 @@ use rustls_pki_types::ServerName;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::certificate::{CertificateInfo, chain_outcome, matches_tls_domain};
+use crate::certificate::{CertificateInfo, Problem, chain_problem, matches_tls_domain};
 use crate::config::{Config, Connector, Host, Route, Settings, TlsDomain, TlsMode};
 use crate::connect::connect;
 use crate::dns::{DnsFailure, MxAnswer, Resolver};
 use crate::limits::{Limits, Place};
 use crate::smtp::{Command, ReadError, Reply, SmtpStream};
 use crate::tls::{TlsClient, peer_chain, session_info};
+use crate::verdict::table::{self, Msg};
 use crate::verdict::{
-    self, Action, Code, ConnectorVerdict, Failure, Outcome, Stage, TargetVerdict,
+    self, Action, Code, ConnectorVerdict, Failure, Judged, Outcome, Stage, TargetVerdict, message,
 };
 
 /// What every probe of a run shares: one resolver (and cache), one TLS configuration.
 pub struct ProbeContext {
     pub resolver: Resolver,
     pub tls: TlsClient,
+    /// Connections in flight across every probe (`[daemon] max_connections`): however many
+    /// addresses DNS hands out, the probe opens no more sockets than this at once.
+    connections: Arc<Semaphore>,
 }
 
 impl ProbeContext {
@@ -38,7 +44,14 @@ impl ProbeContext {
         ProbeContext {
             resolver: Resolver::new(&config.dns, config.defaults.timeouts.dns),
             tls: TlsClient::new(&config.tls),
+            connections: Arc::new(Semaphore::new(config.daemon.max_connections)),
         }
+    }
+
+    /// A place among the connections in flight, held for a target's sessions.
+    async fn connection_permit(&self) -> Option<OwnedSemaphorePermit> {
+        // The semaphore is never closed, so this only fails if it were.
+        self.connections.clone().acquire_owned().await.ok()
     }
 }
 
@@ -85,7 +98,10 @@ pub async fn probe_connector_in(
 ) -> ConnectorVerdict {
     let started_at = OffsetDateTime::now_utc();
     let t0 = Instant::now();
-    let planned = plan(ctx, c).await;
+    let Plan {
+        targets: planned,
+        warnings,
+    } = plan(ctx, c).await;
     place.started(
         planned
             .iter()
@@ -103,20 +119,23 @@ pub async fn probe_connector_in(
         }
     }))
     .await;
-    ConnectorVerdict::new(
+    let mut verdict = ConnectorVerdict::new(
         &c.name,
         c.settings.tls,
         c.settings.certificate_failure_code,
         started_at.format(&Rfc3339).unwrap_or_default(),
         ms(t0.elapsed()),
         targets,
-    )
+    );
+    verdict.warnings = warnings;
+    verdict
 }
 
 /// A resolved target, ready for the session stages.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The host as configured (or the MX host), for reports and SNI.
+    /// The name the address came from: the MX host when one was followed, else the smart
+    /// host, else the IP literal. SNI is sent for it when it is a DNS name.
     pub host: String,
     pub server_name: ServerName<'static>,
     pub addr: SocketAddr,
@@ -129,95 +148,256 @@ enum Planned {
     Failed(Box<TargetVerdict>),
 }
 
-/// The resolve stage: the connector's targets, in order (smart hosts as listed, MX hosts by
-/// preference; IPv4 addresses before IPv6 within a host). The whole stage, MX lookup and the
-/// MX hosts' addresses together, is bounded by the `dns` timeout.
-async fn plan(ctx: &ProbeContext, c: &Connector) -> Vec<Planned> {
+/// The resolve stage's result: the targets in EOP's order, and what the bounds left out.
+struct Plan {
+    targets: Vec<Planned>,
+    warnings: Vec<String>,
+}
+
+/// The resolve stage, as EOP resolves (`classification.md`, "The client the probe imitates"):
+/// a smart host name's MX first, by preference, and its own addresses only when it has no MX;
+/// an MX-routed domain's MX hosts, or the domain itself when it has no MX (RFC 5321 implicit
+/// MX); within a preference level every IPv6 address before every IPv4 one. The whole stage
+/// is bounded by the `dns` timeout, and what DNS can make the probe do by the connector's
+/// bounds (MX hosts, addresses per host, targets); what is left out is reported, not probed.
+async fn plan(ctx: &ProbeContext, c: &Connector) -> Plan {
     let s = &c.settings;
-    let deadline = tokio::time::Instant::now() + s.timeouts.dns;
-    match &c.route {
+    let deadline = deadline_after(s.timeouts.dns);
+    let mut warnings = Vec::new();
+    let mut targets: Vec<Planned> = match &c.route {
         Route::SmartHosts(hosts) => {
             let per_host = hosts.iter().map(|h| {
                 let port = h.port.unwrap_or(s.port);
                 async move {
                     match &h.host {
-                        Host::Ip(ip) => vec![Planned::Target(Target {
-                            host: h.host.to_string(),
-                            server_name: ServerName::IpAddress((*ip).into()),
-                            addr: SocketAddr::new(*ip, port),
-                            resolve_ms: None,
-                        })],
-                        Host::Name(name) => resolve_host(ctx, s, name, port, deadline).await,
+                        Host::Ip(ip) => (
+                            vec![Planned::Target(Target {
+                                host: h.host.to_string(),
+                                server_name: ServerName::IpAddress((*ip).into()),
+                                addr: SocketAddr::new(*ip, port),
+                                resolve_ms: None,
+                            })],
+                            Vec::new(),
+                        ),
+                        Host::Name(name) => {
+                            resolve_domain(ctx, s, name, port, deadline, false).await
+                        }
                     }
                 }
             });
-            join_all(per_host).await.into_iter().flatten().collect()
+            join_all(per_host)
+                .await
+                .into_iter()
+                .flat_map(|(t, w)| {
+                    warnings.extend(w);
+                    t
+                })
+                .collect()
         }
         Route::Mx(domain) => {
-            let t0 = Instant::now();
-            let answer = tokio::time::timeout_at(deadline, ctx.resolver.mx(domain)).await;
-            let hosts = match answer {
-                Ok(Ok(MxAnswer::Hosts(hosts))) => hosts.into_iter().map(|h| h.name).collect(),
-                Ok(Ok(MxAnswer::Implicit)) => vec![domain.clone()],
-                Ok(Err(f)) => {
-                    return vec![Planned::Failed(Box::new(resolve_failed(c, domain, f, t0)))];
-                }
-                Err(_) => {
-                    let f = dns_timeout(
-                        &ctx.resolver,
-                        s.timeouts.dns,
-                        &format!("MX lookup for {domain}"),
-                    );
-                    return vec![Planned::Failed(Box::new(resolve_failed(c, domain, f, t0)))];
-                }
-            };
-            let per_host = hosts
-                .iter()
-                .map(|h| resolve_host(ctx, s, h, s.port, deadline));
-            join_all(per_host).await.into_iter().flatten().collect()
+            let (t, w) = resolve_domain(ctx, s, domain, s.port, deadline, true).await;
+            warnings.extend(w);
+            t
         }
+    };
+    let max = s.bounds.max_targets;
+    if targets.len() > max {
+        let left: Vec<String> = targets[max..]
+            .iter()
+            .map(|p| match p {
+                Planned::Target(t) => format!("{} {}", t.host, t.addr),
+                Planned::Failed(v) => v.host.clone(),
+            })
+            .collect();
+        warnings.push(format!(
+            "{} target(s) beyond max_targets = {max} not probed: {}",
+            left.len(),
+            summarise(&left)
+        ));
+        targets.truncate(max);
     }
+    Plan { targets, warnings }
 }
 
-async fn resolve_host(
+/// `now + d`, or far in the future if that does not fit the clock.
+fn deadline_after(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
+/// The first few of a list, and how many more.
+fn summarise(items: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = items
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > SHOWN {
+        s.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    s
+}
+
+/// A name's targets by EOP's rules: its MX hosts when it has some, else its own addresses.
+/// `mx_route` is true for an MX-routed domain, whose nonexistence EOP answers with 5.4.310.
+async fn resolve_domain(
     ctx: &ProbeContext,
     s: &Settings,
     name: &str,
     port: u16,
     deadline: tokio::time::Instant,
-) -> Vec<Planned> {
+    mx_route: bool,
+) -> (Vec<Planned>, Vec<String>) {
     let t0 = Instant::now();
-    let result = tokio::time::timeout_at(deadline, ctx.resolver.addresses(name, s.ip_family)).await;
-    let addresses = match result {
-        Ok(Ok(a)) => a,
-        Ok(Err(f)) => {
-            return vec![Planned::Failed(Box::new(resolve_failed_s(
-                s, name, port, f, t0,
-            )))];
+    let failed = |f: DnsFailure| {
+        vec![Planned::Failed(Box::new(resolve_failed(
+            s, name, port, f, t0,
+        )))]
+    };
+    let answer = tokio::time::timeout_at(deadline, ctx.resolver.mx(name)).await;
+    let hosts = match answer {
+        Ok(Ok(MxAnswer::Hosts(hosts))) => hosts,
+        Ok(Ok(MxAnswer::Implicit)) => {
+            let groups = vec![vec![name.to_owned()]];
+            return resolve_levels(ctx, s, name, &groups, port, deadline, t0).await;
+        }
+        Ok(Err(mut f)) => {
+            if mx_route && f.outcome == Outcome::NxDomain {
+                f.outcome = Outcome::DomainNonexistent;
+            }
+            return (failed(f), Vec::new());
         }
         Err(_) => {
-            let f = dns_timeout(&ctx.resolver, s.timeouts.dns, name);
-            return vec![Planned::Failed(Box::new(resolve_failed_s(
-                s, name, port, f, t0,
-            )))];
+            let what = format!("MX lookup for {name}");
+            return (
+                failed(dns_timeout(&ctx.resolver, s.timeouts.dns, &what)),
+                Vec::new(),
+            );
         }
     };
+    let mut warnings = Vec::new();
+    let max = s.bounds.max_mx_hosts;
+    if hosts.len() > max {
+        let left: Vec<String> = hosts[max..].iter().map(|h| h.name.clone()).collect();
+        warnings.push(format!(
+            "{name}: {} MX host(s) beyond max_mx_hosts = {max} not probed: {}",
+            left.len(),
+            summarise(&left)
+        ));
+    }
+    // Preference levels, in order; the hosts of a level in the order DNS gave them.
+    let mut levels: Vec<(u16, Vec<String>)> = Vec::new();
+    for h in hosts.into_iter().take(max) {
+        match levels.last_mut() {
+            Some((p, names)) if *p == h.preference => names.push(h.name),
+            _ => levels.push((h.preference, vec![h.name])),
+        }
+    }
+    let groups: Vec<Vec<String>> = levels.into_iter().map(|(_, n)| n).collect();
+    let (targets, more) = resolve_levels(ctx, s, name, &groups, port, deadline, t0).await;
+    warnings.extend(more);
+    (targets, warnings)
+}
+
+/// The addresses of hosts grouped by preference level: per level, every host's IPv6
+/// addresses, then every host's IPv4 addresses. A host that does not resolve is a failed
+/// target of its own while another host resolves; when none does, the name's lookup failed
+/// as a whole (`ErrorRetry`), or, for a name used as its own mail host, as that host failed.
+async fn resolve_levels(
+    ctx: &ProbeContext,
+    s: &Settings,
+    name: &str,
+    levels: &[Vec<String>],
+    port: u16,
+    deadline: tokio::time::Instant,
+    t0: Instant,
+) -> (Vec<Planned>, Vec<String>) {
+    let implicit = levels.len() == 1 && levels[0].len() == 1 && levels[0][0] == name;
+    let lookups = levels.iter().map(|level| {
+        join_all(level.iter().map(|host| async move {
+            let r = tokio::time::timeout_at(deadline, ctx.resolver.addresses(host, s.ip_family));
+            let r = match r.await {
+                Ok(r) => r,
+                Err(_) => Err(dns_timeout(&ctx.resolver, s.timeouts.dns, host)),
+            };
+            (host.clone(), r)
+        }))
+    });
+    let answers = join_all(lookups).await;
     let resolve_ms = Some(ms(t0.elapsed()));
-    let server_name = match ServerName::try_from(name.to_owned()) {
-        Ok(n) => n,
-        Err(_) => ServerName::IpAddress(addresses[0].into()),
-    };
-    addresses
-        .into_iter()
-        .map(|ip: IpAddr| {
-            Planned::Target(Target {
-                host: name.to_owned(),
-                server_name: server_name.clone(),
-                addr: SocketAddr::new(ip, port),
-                resolve_ms,
-            })
-        })
-        .collect()
+    let resolved = answers.iter().flatten().filter(|(_, r)| r.is_ok()).count();
+    if resolved == 0 {
+        let failures: Vec<(String, DnsFailure)> = answers
+            .into_iter()
+            .flatten()
+            .filter_map(|(h, r)| r.err().map(|f| (h, f)))
+            .collect();
+        let f = if implicit {
+            failures
+                .into_iter()
+                .next()
+                .map(|(_, f)| f)
+                .unwrap_or_else(|| DnsFailure {
+                    outcome: Outcome::NoData,
+                    detail: format!("{name}: no address"),
+                })
+        } else {
+            DnsFailure {
+                outcome: Outcome::MxHostsUnresolvable,
+                detail: format!(
+                    "none of the MX hosts of {name} resolves: {}",
+                    failures
+                        .iter()
+                        .map(|(h, f)| format!("{h}: {}", f.detail))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            }
+        };
+        let failed = resolve_failed(s, name, port, f, t0);
+        return (vec![Planned::Failed(Box::new(failed))], Vec::new());
+    }
+    let max = s.bounds.max_addresses_per_host;
+    let mut targets = Vec::new();
+    let mut warnings = Vec::new();
+    for level in answers {
+        let mut v6 = Vec::new();
+        let mut v4 = Vec::new();
+        for (host, r) in level {
+            match r {
+                Err(f) => targets.push(Planned::Failed(Box::new(resolve_failed(
+                    s, &host, port, f, t0,
+                )))),
+                Ok(addresses) => {
+                    if addresses.len() > max {
+                        let left: Vec<String> =
+                            addresses[max..].iter().map(IpAddr::to_string).collect();
+                        warnings.push(format!(
+                            "{host}: {} address(es) beyond max_addresses_per_host = {max} not probed: {}",
+                            left.len(),
+                            summarise(&left)
+                        ));
+                    }
+                    let server_name = ServerName::try_from(host.clone())
+                        .unwrap_or_else(|_| ServerName::IpAddress(addresses[0].into()));
+                    for ip in addresses.into_iter().take(max) {
+                        let t = Target {
+                            host: host.clone(),
+                            server_name: server_name.clone(),
+                            addr: SocketAddr::new(ip, port),
+                            resolve_ms,
+                        };
+                        if ip.is_ipv6() { v6.push(t) } else { v4.push(t) }
+                    }
+                }
+            }
+        }
+        targets.extend(v6.into_iter().chain(v4).map(Planned::Target));
+    }
+    (targets, warnings)
 }
 
 fn dns_timeout(resolver: &Resolver, limit: Duration, what: &str) -> DnsFailure {
@@ -231,11 +411,8 @@ fn dns_timeout(resolver: &Resolver, limit: Duration, what: &str) -> DnsFailure {
     }
 }
 
-fn resolve_failed(c: &Connector, host: &str, f: DnsFailure, t0: Instant) -> TargetVerdict {
-    resolve_failed_s(&c.settings, host, c.settings.port, f, t0)
-}
-
-fn resolve_failed_s(
+/// A name that did not resolve, as a failed target named after it.
+fn resolve_failed(
     s: &Settings,
     host: &str,
     port: u16,
@@ -244,10 +421,14 @@ fn resolve_failed_s(
 ) -> TargetVerdict {
     let mut run = Run::new(s, None, host, None, port);
     run.timings.insert(Stage::Resolve, ms(t0.elapsed()));
-    run.finish(Err(Failure::new(Stage::Resolve, f.outcome, f.detail)))
+    let failure = run.judge(Failure::new(Stage::Resolve, f.outcome, f.detail));
+    run.finish(Err(failure))
 }
 
-/// Probes one resolved target through every session stage.
+/// Probes one resolved target through every session stage. In an opportunistic connector, a
+/// TLS negotiation that fails after STARTTLS was accepted is followed, as EOP does, by a second
+/// session on a new connection without STARTTLS, whose outcome is the target's; the failed
+/// negotiation stays as a warning with the Message EOP would have written.
 pub async fn probe_target(
     ctx: &ProbeContext,
     c: &Connector,
@@ -264,12 +445,46 @@ pub async fn probe_target(
     if let Some(r) = target.resolve_ms {
         run.timings.insert(Stage::Resolve, r);
     }
-    let result = run.session(ctx, &target, place).await;
-    run.finish(result)
+    let _connection = ctx.connection_permit().await;
+    let result = match run.session(ctx, &target, place, Attempt::Starttls).await {
+        Err(Stop::Fallback(f)) => {
+            run.note_fallback(&f);
+            run.session(ctx, &target, place, Attempt::Plaintext).await
+        }
+        other => other,
+    };
+    run.finish(result.map_err(|stop| match stop {
+        Stop::Failed(j) => j,
+        // The plaintext attempt sends no STARTTLS, so it cannot ask for another fallback.
+        Stop::Fallback(f) => run_other(f),
+    }))
+}
+
+fn run_other(f: Failure) -> Judged {
+    Judged {
+        code: Code::Other,
+        message: f.detail.clone(),
+        failure: f,
+    }
 }
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Which session: the usual one, or the opportunistic fallback without STARTTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    Starttls,
+    Plaintext,
+}
+
+/// Why a session stopped early.
+enum Stop {
+    /// The table failed the target.
+    Failed(Judged),
+    /// Opportunistic TLS failed after STARTTLS was accepted: try again without it.
+    Fallback(Failure),
 }
 
 /// The state of one target's probe.
@@ -294,23 +509,7 @@ impl<'a> Run<'a> {
         Run {
             settings,
             tls_domain,
-            verdict: TargetVerdict {
-                host: host.to_owned(),
-                address: addr.map(|a| a.ip()),
-                port,
-                stage: Stage::Resolve,
-                code: None,
-                detail: String::new(),
-                eop_status: None,
-                timings_ms: BTreeMap::new(),
-                banner: None,
-                extensions: Vec::new(),
-                extensions_tls: Vec::new(),
-                tls: None,
-                certificate: None,
-                warnings: Vec::new(),
-                failure: None,
-            },
+            verdict: TargetVerdict::new(host, addr.map(|a| a.ip()), port),
             timings: BTreeMap::new(),
             current: None,
             enhanced_codes: false,
@@ -334,13 +533,55 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Puts an outcome to the table: a failure ends the probe, a warning is noted.
-    fn outcome(&mut self, stage: Stage, outcome: Outcome, detail: String) -> Result<(), Failure> {
-        match verdict::judge(stage, outcome, self.mode()) {
-            Action::Fail(_) => Err(Failure::new(stage, outcome, detail)),
+    /// `Expected Subject` of a certificate Message: `tls_domain`, else the target's host.
+    fn expected_subject(&self) -> String {
+        self.tls_domain
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| self.verdict.host.clone())
+    }
+
+    /// The Message a row writes, from what this run saw.
+    fn message(&self, msg: Msg, f: &Failure) -> String {
+        let problem = match f.outcome {
+            Outcome::Certificate(p) => Some(p),
+            _ => None,
+        };
+        message::build(
+            msg,
+            &message::Seen {
+                reply: f.reply.as_deref(),
+                detail: &f.detail,
+                certificate: self.verdict.certificate.as_ref(),
+                problem,
+                expected_subject: &self.expected_subject(),
+            },
+        )
+    }
+
+    /// Judges a failure by the table that every stage's error goes through, once.
+    fn judge(&self, f: Failure) -> Judged {
+        let rule = verdict::judge(f.stage, f.outcome, self.mode());
+        let code = match rule.action {
+            Action::Fail(code) => code,
+            // A stage error the table does not fail (a table gap) is reported, not hidden.
+            _ => Code::Other,
+        };
+        Judged {
+            code,
+            message: self.message(rule.message, &f),
+            failure: f,
+        }
+    }
+
+    /// Puts an outcome to the table, once: a failure stops the session, a fallback stops it
+    /// for the plaintext attempt, a warning is noted.
+    fn observe(&mut self, f: Failure) -> Result<(), Stop> {
+        match verdict::judge(f.stage, f.outcome, self.mode()).action {
+            Action::Fail(_) => Err(Stop::Failed(self.judge(f))),
+            Action::Fallback => Err(Stop::Fallback(f)),
             Action::Warn => {
-                if !self.verdict.warnings.contains(&detail) {
-                    self.verdict.warnings.push(detail);
+                if !self.verdict.warnings.contains(&f.detail) {
+                    self.verdict.warnings.push(f.detail);
                 }
                 Ok(())
             }
@@ -348,28 +589,56 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// A stage's error: judged like any other outcome (it can only stop the session).
+    fn stop(&mut self, f: Failure) -> Stop {
+        match self.observe(f) {
+            Err(stop) => stop,
+            // The table lets this error pass, but the stage cannot go on: a gap in the table.
+            Ok(()) => Stop::Failed(run_other(Failure::new(
+                self.verdict.stage,
+                Outcome::Unexpected,
+                "the stage failed in a way the classification table lets pass",
+            ))),
+        }
+    }
+
+    /// The failed negotiation of an opportunistic connector, kept as a warning that quotes the
+    /// Message EOP would have written had TLS been required; the session starts again.
+    fn note_fallback(&mut self, f: &Failure) {
+        let row = table::negotiation_row(f.stage, f.outcome);
+        let eop = self.message(row.message, f);
+        self.verdict.warnings.push(format!(
+            "TLS negotiation failed ({eop}: {}); Microsoft 365 would send without TLS over a new connection",
+            f.detail
+        ));
+        self.verdict.tls = None;
+        self.enhanced_codes = false;
+    }
+
     /// Runs a stage's future under the stage's timeout.
     async fn timed<T, F>(
-        &self,
+        &mut self,
         stage: Stage,
         limit: Duration,
         what: &str,
         fut: F,
-    ) -> Result<T, Failure>
+    ) -> Result<T, Stop>
     where
         F: Future<Output = Result<T, Failure>>,
     {
-        match tokio::time::timeout(limit, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::new(
+        let f = match tokio::time::timeout(limit, fut).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(f)) => f,
+            Err(_) => Failure::new(
                 stage,
                 Outcome::Timeout,
                 format!(
                     "{what}: nothing complete within {}",
                     crate::config::format_duration(limit)
                 ),
-            )),
-        }
+            ),
+        };
+        Err(self.stop(f))
     }
 
     /// Reads one reply within `limit`, noting leniency.
@@ -381,7 +650,7 @@ impl<'a> Run<'a> {
         stage: Stage,
         (limit, shown): (Duration, Duration),
         what: &str,
-    ) -> Result<Reply, Failure>
+    ) -> Result<Reply, Stop>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -391,9 +660,10 @@ impl<'a> Run<'a> {
                 .map_err(|e| read_failure(stage, what, e))
         };
         let reply = match tokio::time::timeout(limit, read).await {
-            Ok(r) => r?,
+            Ok(Ok(r)) => r,
+            Ok(Err(f)) => return Err(self.stop(f)),
             Err(_) => {
-                return Err(Failure::new(
+                let f = Failure::new(
                     stage,
                     Outcome::Timeout,
                     format!(
@@ -401,15 +671,16 @@ impl<'a> Run<'a> {
                         crate::config::format_duration(shown),
                         smtp.pending().len()
                     ),
-                ));
+                );
+                return Err(self.stop(f));
             }
         };
         for l in &reply.lenience {
-            self.outcome(
+            self.observe(Failure::new(
                 stage,
                 Outcome::LenientReply,
                 format!("lenient parse: {}", l.describe()),
-            )?;
+            ))?;
         }
         Ok(reply)
     }
@@ -420,7 +691,7 @@ impl<'a> Run<'a> {
         smtp: &mut SmtpStream<S>,
         stage: Stage,
         cmd: Command,
-    ) -> Result<Reply, Failure>
+    ) -> Result<Reply, Stop>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -439,14 +710,14 @@ impl<'a> Run<'a> {
     }
 
     /// A failing reply as an outcome: 4xx, 5xx, or anything else (not SMTP).
-    fn refused(&mut self, stage: Stage, what: &str, reply: &Reply) -> Result<(), Failure> {
+    fn refused(&mut self, stage: Stage, what: &str, reply: &Reply) -> Result<(), Stop> {
         let outcome = match reply.class() {
             4 => Outcome::TransientReply,
             5 => Outcome::PermanentReply,
             _ => Outcome::NotSmtp,
         };
         let detail = format!("{what}: {}", self.reply_text(reply));
-        self.outcome(stage, outcome, detail)
+        self.observe(Failure::new(stage, outcome, detail).with_reply(reply.as_received()))
     }
 
     /// A reply for a report, with its enhanced status code named where the server
@@ -463,11 +734,15 @@ impl<'a> Run<'a> {
         ctx: &ProbeContext,
         target: &Target,
         place: &Place,
-    ) -> Result<(), Failure> {
+        attempt: Attempt,
+    ) -> Result<(), Stop> {
         let t = self.settings.timeouts;
 
         self.enter(Stage::Connect);
-        let tcp = place.connect(connect(target.addr, t.connect)).await?;
+        let tcp = match place.connect(connect(target.addr, t.connect)).await {
+            Ok(tcp) => tcp,
+            Err(f) => return Err(self.stop(f)),
+        };
         // A probe that gave its place away during a slow connect waits for one again; that
         // wait is no stage's.
         self.close_timing(Instant::now());
@@ -489,13 +764,16 @@ impl<'a> Run<'a> {
         let keywords: Vec<String> = ehlo.ehlo_keywords().collect();
         self.enhanced_codes = keywords.iter().any(|k| k == "ENHANCEDSTATUSCODES");
 
+        if attempt == Attempt::Plaintext {
+            return self.quit(smtp).await;
+        }
         self.enter(Stage::Starttls);
         if !keywords.iter().any(|k| k == "STARTTLS") {
-            self.outcome(
+            self.observe(Failure::new(
                 Stage::Starttls,
                 Outcome::StarttlsNotOffered,
-                "the server does not advertise STARTTLS: mail would go in plaintext".into(),
-            )?;
+                "the server does not advertise STARTTLS: mail would go in plaintext",
+            ))?;
             return self.quit(smtp).await;
         }
         let reply = self
@@ -506,16 +784,19 @@ impl<'a> Run<'a> {
                 "STARTTLS refused ({}): mail would go in plaintext",
                 self.reply_text(&reply)
             );
-            self.outcome(Stage::Starttls, Outcome::StarttlsRefused, detail)?;
+            self.observe(
+                Failure::new(Stage::Starttls, Outcome::StarttlsRefused, detail)
+                    .with_reply(reply.as_received()),
+            )?;
             return self.quit(smtp).await;
         }
         if !smtp.pending().is_empty() {
             let injected = crate::smtp::escape(&smtp.pending()[..smtp.pending().len().min(80)]);
-            self.outcome(
+            self.observe(Failure::new(
                 Stage::Starttls,
                 Outcome::Injection,
                 format!("the server sent bytes after \"{}\" and before the TLS handshake: \"{injected}\"", reply.summary()),
-            )?;
+            ))?;
         }
 
         self.enter(Stage::Tls);
@@ -551,7 +832,7 @@ impl<'a> Run<'a> {
     }
 
     /// EHLO, with the HELO fallback of the table.
-    async fn ehlo<S>(&mut self, smtp: &mut SmtpStream<S>) -> Result<Reply, Failure>
+    async fn ehlo<S>(&mut self, smtp: &mut SmtpStream<S>) -> Result<Reply, Stop>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -573,42 +854,64 @@ impl<'a> Run<'a> {
             let what = format!("EHLO refused ({}) and HELO refused too", ehlo.summary());
             self.refused(Stage::Ehlo, &what, &helo)?;
         }
-        self.outcome(
+        self.observe(Failure::new(
             Stage::Ehlo,
             Outcome::HeloFallback,
             format!(
                 "EHLO refused ({}); HELO accepted, so no extensions (no STARTTLS)",
                 ehlo.summary()
             ),
-        )?;
+        ))?;
         Ok(helo)
     }
 
-    /// The certificate stage: details always, then the chain and name judgement.
+    /// The certificate stage: details always, then the judgement. When several statuses
+    /// apply, the first of UntrustedRoot, CertificateExpired, CertificateRevoked,
+    /// CertificateInvalid, SubjectMismatch is the one reported (`classification.md`).
     async fn certificate(
         &mut self,
         ctx: &ProbeContext,
         target: &Target,
         chain: &[rustls_pki_types::CertificateDer<'static>],
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Stop> {
         let now = OffsetDateTime::now_utc();
         let info = CertificateInfo::from_chain(chain, now);
         self.verdict.certificate = info.clone();
-        let problem = match ctx.tls.verify_chain(chain, &target.server_name).await {
+        let self_issued = info.as_ref().is_some_and(|i| i.self_issued);
+        let mut problem = match ctx.tls.verify_chain(chain, &target.server_name, None).await {
             Ok(()) => None,
-            Err(e) => chain_outcome(&e, info.as_ref().is_some_and(|i| i.self_issued)),
+            Err(e) => chain_problem(&e, self_issued),
         };
-        if let Some((outcome, detail)) = problem {
-            return self.outcome(Stage::Certificate, outcome, detail);
+        // webpki reports the first error it meets; an expired certificate from an unknown
+        // issuer must still read UntrustedRoot. Judge the chain again inside its validity.
+        if let (Some((Problem::Expired | Problem::NotYetValid, _)), Some(i)) = (&problem, &info) {
+            let inside = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
+                u64::try_from(i.not_after_unix.saturating_sub(1)).unwrap_or(0),
+            ));
+            if let Err(e) = ctx
+                .tls
+                .verify_chain(chain, &target.server_name, Some(inside))
+                .await
+                && let Some(p @ (Problem::Untrusted, _)) = chain_problem(&e, self_issued)
+            {
+                problem = Some(p);
+            }
+        }
+        if let Some((p, detail)) = problem {
+            return self.observe(Failure::new(
+                Stage::Certificate,
+                Outcome::Certificate(p),
+                detail,
+            ));
         }
         if self.mode() == TlsMode::DomainValidation
             && let Some(domain) = self.tls_domain
         {
             let names: Vec<&str> = info.iter().flat_map(|i| i.candidate_names()).collect();
             if !matches_tls_domain(domain, names.iter().copied()) {
-                self.outcome(
+                self.observe(Failure::new(
                     Stage::Certificate,
-                    Outcome::NameMismatch,
+                    Outcome::Certificate(Problem::NameMismatch),
                     format!(
                         "no certificate name matches tls_domain {domain} (presented: {})",
                         if names.is_empty() {
@@ -617,19 +920,23 @@ impl<'a> Run<'a> {
                             names.join(", ")
                         }
                     ),
-                )?;
+                ))?;
             }
         }
         if let Some(warning) =
             info.and_then(|i| i.expiring_within(self.settings.expiry_warning, now))
         {
-            self.outcome(Stage::Certificate, Outcome::ExpiresSoon, warning)?;
+            self.observe(Failure::new(
+                Stage::Certificate,
+                Outcome::ExpiresSoon,
+                warning,
+            ))?;
         }
         Ok(())
     }
 
     /// QUIT, politely and within the command timeout; its outcome does not matter.
-    async fn quit<S>(&mut self, mut smtp: SmtpStream<S>) -> Result<(), Failure>
+    async fn quit<S>(&mut self, mut smtp: SmtpStream<S>) -> Result<(), Stop>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -646,7 +953,7 @@ impl<'a> Run<'a> {
     }
 
     /// The target's verdict from the session's result.
-    fn finish(mut self, result: Result<(), Failure>) -> TargetVerdict {
+    fn finish(mut self, result: Result<(), Judged>) -> TargetVerdict {
         self.close_timing(Instant::now());
         let mut v = self.verdict;
         v.timings_ms = self.timings;
@@ -655,28 +962,7 @@ impl<'a> Run<'a> {
                 v.stage = Stage::Done;
                 v.detail = success_detail(&v);
             }
-            Err(f) => {
-                let code = match verdict::judge(f.stage, f.outcome, self.settings.tls) {
-                    Action::Fail(code) => code,
-                    // A stage only returns what the table fails; anything else is a bug in
-                    // the pipeline, reported rather than hidden.
-                    _ => Code::Other,
-                };
-                let cert_code = self.settings.certificate_failure_code;
-                v.stage = f.stage;
-                v.code = Some(code.render(cert_code));
-                v.detail = f.detail.clone();
-                v.eop_status = Some(verdict::eop_status(
-                    code,
-                    cert_code,
-                    &f,
-                    &v.host,
-                    v.address.map(|a| SocketAddr::new(a, v.port)),
-                    v.certificate.as_ref(),
-                    self.tls_domain.map(|d| d.to_string()).as_deref(),
-                ));
-                v.failure = Some((code, f));
-            }
+            Err(judged) => v.fail(judged, self.settings.certificate_failure_code),
         }
         v
     }

@@ -3,8 +3,9 @@
 
 use std::fmt::Write;
 use std::io;
+use std::time::Duration;
 
-use crate::verdict::{ConnectorVerdict, Status, TargetVerdict};
+use crate::verdict::{Code, ConnectorVerdict, Status, TargetVerdict};
 
 /// JSON, then a newline: one object for one connector, an array for `--all`. It is written
 /// as it is serialised, so ten thousand connectors' report (some 20 MB) is never held in
@@ -23,16 +24,17 @@ pub fn write_json<W: io::Write>(
     out.flush()
 }
 
-/// The report an admin reads at a glance.
-pub fn human(verdicts: &[ConnectorVerdict]) -> String {
+/// The report an admin reads at a glance. `message_expiration` is EOP's queue lifetime (the
+/// daemon's setting), after which queued mail comes back to the sender.
+pub fn human(verdicts: &[ConnectorVerdict], message_expiration: Duration) -> String {
     let mut out = String::new();
     for v in verdicts {
-        connector(&mut out, v);
+        connector(&mut out, v, message_expiration);
     }
     out
 }
 
-fn connector(out: &mut String, v: &ConnectorVerdict) {
+fn connector(out: &mut String, v: &ConnectorVerdict, message_expiration: Duration) {
     let headline = match (&v.code, &v.title) {
         (Some(code), Some(title)) => format!("{code} {title}"),
         _ => match v.status {
@@ -54,13 +56,60 @@ fn connector(out: &mut String, v: &ConnectorVerdict) {
         v.targets.len(),
         v.duration_ms
     );
+    if let (Some(code), Some(title), Some(eop)) = (v.code, v.title, &v.eop_status) {
+        consequences(
+            out,
+            "  ",
+            v.code_kind,
+            code,
+            title,
+            eop,
+            v.ndr_line.as_deref(),
+            message_expiration,
+        );
+        if let Some(fix) = v.fix {
+            let _ = writeln!(out, "  fix: {fix}");
+        }
+    }
+    for w in &v.warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
     for t in &v.targets {
-        target(out, t);
+        target(out, t, message_expiration);
     }
     let _ = writeln!(out);
 }
 
-fn target(out: &mut String, t: &TargetVerdict) {
+/// What Microsoft 365 would do, in the admin's terms: the queue line, the alert's code, and
+/// the NDR senders get (at once for a code EOP does not queue).
+#[allow(clippy::too_many_arguments)] // each is one line of the report
+fn consequences(
+    out: &mut String,
+    indent: &str,
+    kind: Option<Code>,
+    code: &str,
+    title: &str,
+    eop: &str,
+    ndr_line: Option<&str>,
+    message_expiration: Duration,
+) {
+    let queued = kind.is_none_or(Code::is_queued);
+    if queued {
+        let _ = writeln!(out, "{indent}Microsoft 365 would queue: {eop}");
+    } else {
+        let _ = writeln!(out, "{indent}Microsoft 365 would bounce at once: {eop}");
+    }
+    let _ = writeln!(out, "{indent}mail flow intelligence: {code} {title}");
+    if let Some(ndr) = ndr_line.filter(|_| queued) {
+        let _ = writeln!(
+            out,
+            "{indent}after {} senders get: {ndr}",
+            crate::config::format_duration(message_expiration)
+        );
+    }
+}
+
+fn target(out: &mut String, t: &TargetVerdict, message_expiration: Duration) {
     let mark = if !t.succeeded() {
         "FAIL"
     } else if t.warnings.is_empty() {
@@ -68,11 +117,7 @@ fn target(out: &mut String, t: &TargetVerdict) {
     } else {
         "WARN"
     };
-    let code = t
-        .code
-        .as_deref()
-        .map(|c| format!("{c}  "))
-        .unwrap_or_default();
+    let code = t.code.map(|c| format!("{c}  ")).unwrap_or_default();
     let _ = writeln!(
         out,
         "  {mark} {} {}  stage {}  {code}{}",
@@ -111,8 +156,21 @@ fn target(out: &mut String, t: &TargetVerdict) {
     for w in &t.warnings {
         let _ = writeln!(out, "       warning: {w}");
     }
-    if let (Some(eop), Some((code, _))) = (&t.eop_status, &t.failure) {
-        let _ = writeln!(out, "       EOP would show: {eop}");
-        let _ = writeln!(out, "       fix: {}", code.fix());
+    if let (Some(eop), Some(judged), Some(code), Some(title)) =
+        (&t.eop_status, &t.failure, t.code, t.title)
+    {
+        consequences(
+            out,
+            "       ",
+            Some(judged.code),
+            code,
+            title,
+            eop,
+            t.ndr_line.as_deref(),
+            message_expiration,
+        );
+        if let Some(fix) = t.fix {
+            let _ = writeln!(out, "       fix: {fix}");
+        }
     }
 }

@@ -31,6 +31,10 @@ fn settings(out: &mut String, table: &str, s: &Settings) {
         "certificate_failure_code = {}",
         quote(s.certificate_failure_code.as_str())
     );
+    let b = &s.bounds;
+    let _ = writeln!(out, "max_mx_hosts = {}", b.max_mx_hosts);
+    let _ = writeln!(out, "max_addresses_per_host = {}", b.max_addresses_per_host);
+    let _ = writeln!(out, "max_targets = {}", b.max_targets);
     let t = &s.timeouts;
     let _ = writeln!(out, "\n[{table}.timeouts]");
     let _ = writeln!(out, "dns = {}", dur(t.dns));
@@ -72,6 +76,7 @@ pub fn render(c: &Config) -> String {
     let listen = d.metrics_listen.map(|a| a.to_string()).unwrap_or_default();
     let _ = writeln!(out, "metrics_listen = {}", quote(&listen));
     let _ = writeln!(out, "state_file = {}", path(&d.state_file));
+    let _ = writeln!(out, "max_connections = {}", d.max_connections);
 
     for conn in &c.connectors {
         let _ = writeln!(out, "\n[[connector]]");

@@ -137,7 +137,33 @@ pub struct Settings {
     pub ip_family: IpFamily,
     pub certificate_failure_code: CertificateFailureCode,
     pub timeouts: Timeouts,
+    pub bounds: Bounds,
 }
+
+/// How much a DNS answer can make one connector's probe do. EOP tries a handful of hosts, and
+/// Postfix caps the same (`smtp_mx_address_limit`); without bounds, a zone with hundreds of
+/// MX hosts and thousands of addresses would turn one probe into thousands of connections to
+/// addresses of the zone owner's choosing. What the bounds leave out is reported, not probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// MX hosts tried per name, best preference first.
+    pub max_mx_hosts: usize,
+    /// Addresses tried per host (IPv6 first, as EOP orders them).
+    pub max_addresses_per_host: usize,
+    /// Targets per connector.
+    pub max_targets: usize,
+}
+
+/// The bounds `0` stands for: enough for any real hybrid or partner setup (a few MX hosts,
+/// each with an IPv6 and an IPv4 address or two), few enough that a hostile zone costs little.
+pub const DEFAULT_BOUNDS: Bounds = Bounds {
+    max_mx_hosts: 8,
+    max_addresses_per_host: 8,
+    max_targets: 32,
+};
+
+/// Connections in flight across all probes when `[daemon] max_connections` is 0.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// How a connector finds its servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +210,8 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `None` (an empty string in the file) keeps state in memory only.
     pub state_file: Option<PathBuf>,
+    /// Connections in flight across all probes.
+    pub max_connections: usize,
 }
 
 /// The validated configuration.

@@ -49,6 +49,9 @@ pub struct RawSettings {
     pub ip_family: Option<IpFamily>,
     pub certificate_failure_code: Option<CertificateFailureCode>,
     pub timeouts: Option<RawTimeouts>,
+    pub max_mx_hosts: Option<usize>,
+    pub max_addresses_per_host: Option<usize>,
+    pub max_targets: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -82,6 +85,7 @@ pub struct RawDaemon {
     pub queue_alert_after: Option<RawDuration>,
     pub metrics_listen: Option<String>,
     pub state_file: Option<String>,
+    pub max_connections: Option<usize>,
 }
 
 /// One `[[connector]]`. The inherited settings are repeated here rather than flattened,
@@ -101,6 +105,9 @@ pub struct RawConnector {
     pub ip_family: Option<IpFamily>,
     pub certificate_failure_code: Option<CertificateFailureCode>,
     pub timeouts: Option<RawTimeouts>,
+    pub max_mx_hosts: Option<usize>,
+    pub max_addresses_per_host: Option<usize>,
+    pub max_targets: Option<usize>,
 }
 
 impl RawConnector {
@@ -115,6 +122,9 @@ impl RawConnector {
             ip_family: self.ip_family,
             certificate_failure_code: self.certificate_failure_code,
             timeouts: self.timeouts.clone(),
+            max_mx_hosts: self.max_mx_hosts,
+            max_addresses_per_host: self.max_addresses_per_host,
+            max_targets: self.max_targets,
         }
     }
 }

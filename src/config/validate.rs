@@ -68,6 +68,7 @@ fn builtin_settings() -> Settings {
         ip_family: IpFamily::Any,
         certificate_failure_code: CertificateFailureCode::CertificateValidationFailed,
         timeouts: DEFAULT_TIMEOUTS,
+        bounds: DEFAULT_BOUNDS,
     }
 }
 
@@ -92,7 +93,33 @@ fn merge(base: &Settings, raw: &RawSettings, at: &KeyPath) -> Result<Settings, I
             .certificate_failure_code
             .unwrap_or(base.certificate_failure_code),
         timeouts: timeouts(&base.timeouts, raw.timeouts.as_ref(), &at.key("timeouts"))?,
+        bounds: Bounds {
+            max_mx_hosts: bound(
+                raw.max_mx_hosts,
+                base.bounds.max_mx_hosts,
+                DEFAULT_BOUNDS.max_mx_hosts,
+            ),
+            max_addresses_per_host: bound(
+                raw.max_addresses_per_host,
+                base.bounds.max_addresses_per_host,
+                DEFAULT_BOUNDS.max_addresses_per_host,
+            ),
+            max_targets: bound(
+                raw.max_targets,
+                base.bounds.max_targets,
+                DEFAULT_BOUNDS.max_targets,
+            ),
+        },
     })
+}
+
+/// A bound as written (`0` is the documented default), else the inherited one.
+fn bound(raw: Option<usize>, base: usize, default: usize) -> usize {
+    match raw {
+        Some(0) => default,
+        Some(n) => n,
+        None => base,
+    }
 }
 
 fn timeouts(base: &Timeouts, raw: Option<&RawTimeouts>, at: &KeyPath) -> Result<Timeouts, Invalid> {
@@ -255,6 +282,10 @@ fn daemon_config(raw: &super::raw::RawDaemon, at: &KeyPath) -> Result<DaemonConf
         )?,
         metrics_listen,
         state_file,
+        max_connections: match raw.max_connections {
+            None | Some(0) => DEFAULT_MAX_CONNECTIONS,
+            Some(n) => n,
+        },
     })
 }
 

@@ -29,6 +29,14 @@ impl Policy {
     }
 }
 
+/// What every alert about a failing connector carries: the code, EOP's line, and the fix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failing {
+    pub code: String,
+    pub eop_status: Option<String>,
+    pub fix: Option<&'static str>,
+}
+
 /// An alert event, with the fields `interface.md` names.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -37,20 +45,23 @@ pub enum Event {
         to: Status,
         code: Option<String>,
         eop_status: Option<String>,
+        fix: Option<&'static str>,
         failing_since: Option<OffsetDateTime>,
     },
     QueueAlert {
-        code: String,
+        failing: Failing,
         failing_since: OffsetDateTime,
     },
     NdrImminent {
-        code: String,
-        ndr: String,
+        failing: Failing,
+        ndr: Option<&'static str>,
+        ndr_line: Option<String>,
         expires_at: OffsetDateTime,
     },
     NdrExpected {
-        code: String,
-        ndr: String,
+        failing: Failing,
+        ndr: Option<&'static str>,
+        ndr_line: Option<String>,
         expires_at: OffsetDateTime,
     },
     CertificateExpiring {
@@ -82,43 +93,65 @@ pub fn advance(
         state.last_success = Some(now);
     }
 
-    if state.status != Some(v.status) || state.code != v.code {
+    let code = v.code.map(str::to_owned);
+    if state.status != Some(v.status) || state.code != code {
         events.push(Event::StateChange {
             from: state.status.map_or("unknown", Status::as_str).to_owned(),
             to: v.status,
-            code: v.code.clone(),
+            code: code.clone(),
             eop_status: v.eop_status.clone(),
+            fix: v.fix,
             failing_since: state.failing_since,
         });
     }
 
-    if let (Some(since), Some(code)) = (state.failing_since.filter(|_| failing), &v.code) {
+    if let (Some(since), Some(code)) = (state.failing_since.filter(|_| failing), &code) {
+        let about = Failing {
+            code: code.clone(),
+            eop_status: v.eop_status.clone(),
+            fix: v.fix,
+        };
+        // A code EOP does not queue (5.4.310) bounces at once: no queue, no countdown, and
+        // senders are getting the NDR now.
+        let queued = v.is_queueing();
         let failing_for = now - since;
-        if failing_for >= policy.queue_alert_after && !state.raised.queue_alert {
+        if queued && failing_for >= policy.queue_alert_after && !state.raised.queue_alert {
             state.raised.queue_alert = true;
             events.push(Event::QueueAlert {
-                code: code.clone(),
+                failing: about.clone(),
                 failing_since: since,
             });
         }
-        let expires_at = since + policy.message_expiration;
-        let ndr = v
-            .code_kind
-            .and_then(|c| c.ndr(v.certificate_failure_code))
-            .unwrap_or_else(|| "550 5.4.0".to_owned());
-        if now >= expires_at - policy.imminent_before() && !state.raised.ndr_imminent {
+        let expires_at = if queued {
+            since
+                .checked_add(
+                    time::Duration::try_from(policy.message_expiration)
+                        .unwrap_or(time::Duration::MAX),
+                )
+                .unwrap_or(since)
+        } else {
+            since
+        };
+        let imminent_from = expires_at
+            .checked_sub(
+                time::Duration::try_from(policy.imminent_before()).unwrap_or(time::Duration::ZERO),
+            )
+            .unwrap_or(expires_at);
+        if queued && now >= imminent_from && !state.raised.ndr_imminent {
             state.raised.ndr_imminent = true;
             events.push(Event::NdrImminent {
-                code: code.clone(),
-                ndr: ndr.clone(),
+                failing: about.clone(),
+                ndr: v.ndr,
+                ndr_line: v.ndr_line.clone(),
                 expires_at,
             });
         }
         if now >= expires_at && !state.raised.ndr_expected {
             state.raised.ndr_expected = true;
             events.push(Event::NdrExpected {
-                code: code.clone(),
-                ndr,
+                failing: about,
+                ndr: v.ndr,
+                ndr_line: v.ndr_line.clone(),
                 expires_at,
             });
         }
@@ -143,7 +176,7 @@ pub fn advance(
     }
 
     state.status = Some(v.status);
-    state.code = v.code.clone();
+    state.code = code;
     state.eop_status = v.eop_status.clone();
     state.last_probe = Some(now);
     events
@@ -164,7 +197,7 @@ pub fn emit_probe_result(v: &ConnectorVerdict) {
                 t.host,
                 t.endpoint(),
                 t.stage,
-                t.code.as_deref().unwrap_or("ok")
+                t.code.unwrap_or("ok")
             )
         })
         .collect();
@@ -172,14 +205,14 @@ pub fn emit_probe_result(v: &ConnectorVerdict) {
         event = "probe_result",
         connector = %v.connector,
         status = v.status.as_str(),
-        code = v.code.as_deref(),
+        code = v.code,
         eop_status = v.eop_status.as_deref(),
         duration_ms = v.duration_ms,
         targets = %targets.join("; "),
         "{} {}{}",
         v.connector,
         v.status.as_str(),
-        v.code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
+        v.code.map(|c| format!(" {c}")).unwrap_or_default()
     );
 }
 
@@ -191,51 +224,64 @@ pub fn emit(connector: &str, e: &Event) {
             to,
             code,
             eop_status,
+            fix,
             failing_since,
         } => {
             let since = failing_since.map(rfc3339);
             let text = format!("{connector}: {from} -> {}", to.as_str());
             if matches!(to, Status::Failing | Status::Degraded) {
-                tracing::warn!(event = "state_change", connector, from = %from, to = to.as_str(), code = code.as_deref(), eop_status = eop_status.as_deref(), failing_since = since.as_deref(), "{text}");
+                tracing::warn!(event = "state_change", connector, from = %from, to = to.as_str(), code = code.as_deref(), eop_status = eop_status.as_deref(), fix = *fix, failing_since = since.as_deref(), "{text}");
             } else {
-                tracing::info!(event = "state_change", connector, from = %from, to = to.as_str(), code = code.as_deref(), eop_status = eop_status.as_deref(), failing_since = since.as_deref(), "{text}");
+                tracing::info!(event = "state_change", connector, from = %from, to = to.as_str(), code = code.as_deref(), eop_status = eop_status.as_deref(), fix = *fix, failing_since = since.as_deref(), "{text}");
             }
         }
         Event::QueueAlert {
-            code,
+            failing,
             failing_since,
         } => tracing::warn!(
             event = "queue_alert",
             connector,
-            code = %code,
+            code = %failing.code,
+            eop_status = failing.eop_status.as_deref(),
+            fix = failing.fix,
             failing_since = %rfc3339(*failing_since),
             "{connector} has failed since {}: Microsoft 365 is queueing its mail (\"Messages have been delayed\")",
             rfc3339(*failing_since)
         ),
         Event::NdrImminent {
-            code,
+            failing,
             ndr,
+            ndr_line,
             expires_at,
         } => tracing::error!(
             event = "ndr_imminent",
             connector,
-            code = %code,
-            ndr = %ndr,
+            code = %failing.code,
+            ndr = *ndr,
+            ndr_line = ndr_line.as_deref(),
+            eop_status = failing.eop_status.as_deref(),
+            fix = failing.fix,
             expires_at = %rfc3339(*expires_at),
-            "{connector}: queued mail starts expiring at {} with {ndr}",
-            rfc3339(*expires_at)
+            "{connector}: queued mail starts expiring at {} with {}",
+            rfc3339(*expires_at),
+            ndr_line.as_deref().or(*ndr).unwrap_or("an NDR")
         ),
         Event::NdrExpected {
-            code,
+            failing,
             ndr,
+            ndr_line,
             expires_at,
         } => tracing::error!(
             event = "ndr_expected",
             connector,
-            code = %code,
-            ndr = %ndr,
+            code = %failing.code,
+            ndr = *ndr,
+            ndr_line = ndr_line.as_deref(),
+            eop_status = failing.eop_status.as_deref(),
+            fix = failing.fix,
             expires_at = %rfc3339(*expires_at),
-            "{connector}: queued mail is expiring; senders are getting {ndr}"
+            "{connector}: senders are getting {}",
+            ndr_line.as_deref().or(*ndr).unwrap_or("an NDR")
         ),
         Event::CertificateExpiring {
             target,
@@ -267,10 +313,15 @@ mod tests {
             status,
             code: code.map(|c| c.render(cert)),
             title: None,
+            queue_code: code.and_then(Code::queue_code),
+            ndr: code.and_then(Code::ndr),
+            ndr_line: None,
             eop_status: None,
+            fix: code.map(Code::fix),
             tls_mode: TlsMode::Opportunistic,
             started_at: String::new(),
             duration_ms: 1.0,
+            warnings: Vec::new(),
             targets: Vec::new(),
             code_kind: code,
             certificate_failure_code: cert,
@@ -340,7 +391,7 @@ mod tests {
         else {
             unreachable!()
         };
-        assert_eq!(ndr, "550 5.4.315");
+        assert_eq!(*ndr, Some("550 5.4.315"));
         assert_eq!(*expires_at, at(10 + 24 * 60));
         assert_eq!(
             names(&advance(&mut s, &timeout, w, at(10 + 24 * 60), &policy)),

@@ -298,12 +298,12 @@ impl Metrics {
                 self.stage_duration.get_or_create(&sl).set(ms / 1e3);
                 now.stages.push(sl);
             }
-            if let Some(code) = &t.code {
+            if let Some(code) = t.code {
                 let cl = TargetCodeLabels {
                     connector: name.clone(),
                     host: t.host.clone(),
                     target: t.endpoint(),
-                    code: code.clone(),
+                    code: code.to_owned(),
                 };
                 self.target_code.get_or_create(&cl).set(1);
                 now.target_codes.push(cl);
@@ -322,10 +322,10 @@ impl Metrics {
                 .get_or_create(&sl)
                 .set(i64::from(s == v.status));
         }
-        if let Some(code) = &v.code {
+        if let Some(code) = v.code {
             let cl = CodeLabels {
                 connector: name.clone(),
-                code: code.clone(),
+                code: code.to_owned(),
             };
             self.connector_code.get_or_create(&cl).set(1);
             now.codes.push(cl);

@@ -22,25 +22,45 @@ pub const LAB_TIMEOUTS: Timeouts = Timeouts {
 pub struct Expect {
     pub status: Status,
     pub code: Option<Code>,
+    /// The `[Message=…]` of EOP's line; a trailing `*` matches any rest (a thumbprint).
+    pub message: Option<&'static str>,
 }
 
-const fn failing(code: Code) -> Expect {
+impl Expect {
+    /// Whether `message` is the one the case expects.
+    pub fn message_matches(&self, message: Option<&str>) -> bool {
+        match (self.message, message) {
+            (None, None) => true,
+            (Some(want), Some(got)) => match want.strip_suffix('*') {
+                Some(prefix) => got.starts_with(prefix),
+                None => got == want,
+            },
+            _ => false,
+        }
+    }
+}
+
+const fn failing(code: Code, message: &'static str) -> Expect {
     Expect {
         status: Status::Failing,
         code: Some(code),
+        message: Some(message),
     }
 }
 const OK: Expect = Expect {
     status: Status::Ok,
     code: None,
+    message: None,
 };
 const WARNING: Expect = Expect {
     status: Status::Warning,
     code: None,
+    message: None,
 };
 const DEGRADED: Expect = Expect {
     status: Status::Degraded,
     code: None,
+    message: None,
 };
 
 /// The server side of a case.
@@ -60,6 +80,8 @@ pub(super) enum Peer {
     Script(fn(&Pki, &str) -> Script),
     /// Two smart hosts: one refuses, one is healthy.
     Degraded,
+    /// A smart host name that has an MX record: EOP follows it to the MX host.
+    SmartHostViaMx,
 }
 
 #[derive(Clone, Copy)]
@@ -73,6 +95,10 @@ pub(super) enum DnsCase {
 
 #[derive(Clone, Copy)]
 pub(super) enum MxCase {
+    /// The domain does not exist: 550 5.4.310, nothing queued.
+    NxDomain,
+    /// The domain exists but has neither MX nor address records.
+    NoRecords,
     NullMx,
     HostMissing,
     ServFail,
@@ -142,63 +168,85 @@ pub fn catalogue() -> Vec<CaseDef> {
             "dns-nxdomain",
             "resolve: NXDOMAIN",
             OP,
-            failing(Code::DnsQueryFailed),
+            failing(Code::DnsQueryFailed, "InfoDomainNonexistent"),
             Peer::Dns(DnsCase::NxDomain)
         ),
         case!(
             "dns-nodata",
             "resolve: no A/AAAA (NODATA)",
             OP,
-            failing(Code::DnsQueryFailed),
+            failing(Code::DnsQueryFailed, "InfoNoRecords"),
             Peer::Dns(DnsCase::NoData)
         ),
         case!(
             "dns-servfail",
             "resolve: SERVFAIL",
             OP,
-            failing(Code::DnsQueryFailed),
+            failing(Code::DnsQueryFailed, "ErrorRetry"),
             Peer::Dns(DnsCase::ServFail)
         ),
         case!(
             "dns-refused",
             "resolve: REFUSED",
             OP,
-            failing(Code::DnsQueryFailed),
+            failing(Code::DnsQueryFailed, "ErrorRetry"),
             Peer::Dns(DnsCase::Refused)
         ),
         case!(
             "dns-timeout",
             "resolve: resolver timeout",
             OP,
-            failing(Code::DnsQueryFailed),
+            failing(Code::DnsQueryFailed, "ErrorRetry"),
             Peer::Dns(DnsCase::Silent)
         ),
         case!(
             "dns-no-resolver",
             "resolve: no resolver reachable",
             OP,
-            failing(Code::DnsQueryFailed),
+            failing(Code::DnsQueryFailed, "ErrorRetry"),
             Peer::NoResolver
+        ),
+        case!(
+            "mx-nxdomain",
+            "resolve: MX routing, the domain does not exist (550 5.4.310)",
+            OP,
+            failing(Code::DomainNonexistent, "InfoDomainNonexistent"),
+            Peer::Mx(MxCase::NxDomain)
+        ),
+        case!(
+            "mx-no-records",
+            "resolve: MX routing, no MX and no A/AAAA (NODATA)",
+            OP,
+            failing(Code::DnsQueryFailed, "InfoNoRecords"),
+            Peer::Mx(MxCase::NoRecords)
+        ),
+        case!(
+            "smart-host-mx",
+            "resolve: a smart host name with an MX is routed through its MX host",
+            DV,
+            "mx.smart-host-mx.lab.test",
+            OK,
+            Peer::SmartHostViaMx
         ),
         case!(
             "mx-null",
             "resolve: null MX (0 .)",
             OP,
-            failing(Code::DnsQueryFailed),
+            failing(Code::DnsQueryFailed, "InfoNoRecords"),
             Peer::Mx(MxCase::NullMx)
         ),
         case!(
             "mx-host-unresolvable",
             "resolve: MX hosts do not resolve",
             OP,
-            failing(Code::DnsQueryFailed),
+            failing(Code::DnsQueryFailed, "ErrorRetry"),
             Peer::Mx(MxCase::HostMissing)
         ),
         case!(
             "mx-lookup-fails",
             "resolve: MX lookup fails",
             OP,
-            failing(Code::DnsQueryFailed),
+            failing(Code::DnsQueryFailed, "ErrorRetry"),
             Peer::Mx(MxCase::ServFail)
         ),
         case!(
@@ -219,28 +267,28 @@ pub fn catalogue() -> Vec<CaseDef> {
             "connect-timeout",
             "connect: no answer (SYN dropped)",
             OP,
-            failing(Code::ConnectionTimedOut),
+            failing(Code::ConnectionTimedOut, "Socket error code 10060"),
             Peer::Blackhole
         ),
         case!(
             "connect-refused",
             "connect: refused (RST)",
             OP,
-            failing(Code::ConnectionRefused),
+            failing(Code::ConnectionRefused, "Socket error code 10061"),
             Peer::Closed
         ),
         case!(
             "connect-reset",
             "connect: reset right after the handshake",
             OP,
-            failing(Code::ClosedAbruptly),
+            failing(Code::ClosedAbruptly, "SuspiciousRemoteServerError"),
             Peer::Script(|_, _| Script::new(vec![Step::Reset]))
         ),
         case!(
             "banner-eof",
             "banner: EOF before a greeting",
             OP,
-            failing(Code::ClosedAbruptly),
+            failing(Code::ClosedAbruptly, "SuspiciousRemoteServerError"),
             Peer::Script(|_, _| Script::new(vec![
                 Step::Sleep(Duration::from_millis(50)),
                 Step::Close
@@ -250,7 +298,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "banner-partial-reset",
             "banner: reset in the middle of the greeting",
             OP,
-            failing(Code::ClosedAbruptly),
+            failing(Code::ClosedAbruptly, "SuspiciousRemoteServerError"),
             Peer::Script(|_, _| Script::new(vec![
                 send("220 lab.exa"),
                 Step::Sleep(Duration::from_millis(50)),
@@ -261,14 +309,14 @@ pub fn catalogue() -> Vec<CaseDef> {
             "banner-timeout",
             "banner: no greeting before the banner timeout",
             OP,
-            failing(Code::ClosedAbruptly),
+            failing(Code::ClosedAbruptly, "SuspiciousRemoteServerError"),
             Peer::Script(|_, _| Script::new(vec![Step::Hang]))
         ),
         case!(
             "banner-421",
             "banner: 421 Service not available",
             OP,
-            failing(Code::CannotConnect),
+            failing(Code::CannotConnect, "421 4.3.2 Service not available"),
             Peer::Script(|_, _| Script::new(vec![
                 send("421 4.3.2 Service not available\r\n"),
                 Step::Hang
@@ -278,7 +326,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "banner-554",
             "banner: 554 No SMTP service",
             OP,
-            failing(Code::CannotConnect),
+            failing(Code::CannotConnect, "554 5.3.2 No SMTP service here"),
             Peer::Script(|_, _| Script::new(vec![
                 send("554 5.3.2 No SMTP service here\r\n"),
                 Step::Hang
@@ -288,7 +336,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "banner-ssh",
             "banner: not SMTP (SSH banner)",
             OP,
-            failing(Code::CannotConnect),
+            failing(Code::CannotConnect, "Invalid SMTP response"),
             Peer::Script(|_, _| Script::new(vec![
                 send("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"),
                 Step::Hang
@@ -298,7 +346,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "banner-long-line",
             "banner: a line over the length limit",
             OP,
-            failing(Code::CannotConnect),
+            failing(Code::CannotConnect, "Invalid SMTP response"),
             Peer::Script(|_, _| Script::new(vec![send("220 "), Step::Flood(vec![b'x'; 1024])]))
         ),
         case!(
@@ -321,7 +369,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "ehlo-421",
             "ehlo: EHLO answered 4xx",
             OP,
-            failing(Code::CannotConnect),
+            failing(Code::CannotConnect, "421 4.7.0 Too many connections"),
             Peer::Script(|_, _| Script::new(vec![
                 send("220 lab.example ESMTP\r\n"),
                 Step::Expect("EHLO"),
@@ -333,7 +381,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "ehlo-helo-refused",
             "ehlo: EHLO and HELO refused",
             OP,
-            failing(Code::CannotConnect),
+            failing(Code::CannotConnect, "550 5.7.1 Go away"),
             Peer::Script(|_, _| Script::new(vec![
                 send("220 lab.example ESMTP\r\n"),
                 Step::Expect("EHLO"),
@@ -347,7 +395,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "ehlo-eof",
             "ehlo: EOF after EHLO",
             OP,
-            failing(Code::ClosedAbruptly),
+            failing(Code::ClosedAbruptly, "SuspiciousRemoteServerError"),
             Peer::Script(|_, _| Script::new(vec![
                 send("220 lab.example ESMTP\r\n"),
                 Step::Expect("EHLO"),
@@ -358,7 +406,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "ehlo-timeout",
             "ehlo: no reply before the command timeout",
             OP,
-            failing(Code::ClosedAbruptly),
+            failing(Code::ClosedAbruptly, "SuspiciousRemoteServerError"),
             Peer::Script(|_, _| Script::new(vec![
                 send("220 lab.example ESMTP\r\n"),
                 Step::Expect("EHLO"),
@@ -376,7 +424,10 @@ pub fn catalogue() -> Vec<CaseDef> {
             "starttls-missing-required",
             "starttls: not advertised, TLS required",
             EO,
-            failing(Code::CannotConnect),
+            failing(
+                Code::CannotConnect,
+                "451 5.7.3 STARTTLS is required to send mail"
+            ),
             Peer::Script(|_, _| plaintext_only())
         ),
         case!(
@@ -390,14 +441,30 @@ pub fn catalogue() -> Vec<CaseDef> {
             "starttls-454-required",
             "starttls: 454 TLS not available, TLS required",
             CV,
-            failing(Code::CannotConnect),
+            failing(
+                Code::CannotConnect,
+                "454 4.7.0 TLS not available due to local problem"
+            ),
             Peer::Script(|_, _| starttls_refused())
         ),
         case!(
             "starttls-injection",
-            "starttls: bytes after 220 before the handshake",
+            "starttls: bytes after 220 before the handshake, opportunistic: falls back to plaintext",
             OP,
-            failing(Code::CannotConnect),
+            WARNING,
+            Peer::Script(|_, _| Script::answering_starttls([
+                send("220 2.0.0 Ready to start TLS\r\n250 injected\r\n"),
+                Step::Hang,
+            ]))
+        ),
+        case!(
+            "starttls-injection-required",
+            "starttls: bytes after 220 before the handshake, TLS required",
+            EO,
+            failing(
+                Code::CannotConnect,
+                "451 4.4.0 Security status IllegalMessage"
+            ),
             Peer::Script(|_, _| Script::answering_starttls([
                 send("220 2.0.0 Ready to start TLS\r\n250 injected\r\n"),
                 Step::Hang,
@@ -405,16 +472,40 @@ pub fn catalogue() -> Vec<CaseDef> {
         ),
         case!(
             "starttls-eof",
-            "starttls: EOF after STARTTLS",
+            "starttls: EOF after STARTTLS, opportunistic: falls back to plaintext",
             OP,
-            failing(Code::ClosedAbruptly),
+            WARNING,
+            Peer::Script(|_, _| Script::answering_starttls([Step::Close]))
+        ),
+        case!(
+            "starttls-eof-required",
+            "starttls: EOF after STARTTLS, TLS required",
+            CV,
+            failing(
+                Code::CannotConnect,
+                "451 4.4.0 TLS negotiation failed with error SocketError"
+            ),
             Peer::Script(|_, _| Script::answering_starttls([Step::Close]))
         ),
         case!(
             "tls-old-protocol",
-            "tls: TLS 1.0/1.1-only server (protocol_version alert), even opportunistic",
+            "tls: TLS 1.0/1.1-only server (protocol_version alert), opportunistic: falls back to plaintext",
             OP,
-            failing(Code::CannotConnect),
+            WARNING,
+            Peer::Script(|_, _| after_starttls_220(vec![
+                Step::Drain,
+                Step::Send(vec![0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]),
+                Step::Close
+            ]))
+        ),
+        case!(
+            "tls-old-protocol-required",
+            "tls: TLS 1.0/1.1-only server (protocol_version alert), TLS required",
+            EO,
+            failing(
+                Code::CannotConnect,
+                "451 4.4.0 TLS negotiation failed with error AlgorithmMismatch"
+            ),
             Peer::Script(|_, _| after_starttls_220(vec![
                 Step::Drain,
                 Step::Send(vec![0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]),
@@ -423,9 +514,23 @@ pub fn catalogue() -> Vec<CaseDef> {
         ),
         case!(
             "tls-not-tls",
-            "tls: the answer is not a TLS record",
+            "tls: the answer is not a TLS record, opportunistic: falls back to plaintext",
             OP,
-            failing(Code::CannotConnect),
+            WARNING,
+            Peer::Script(|_, _| after_starttls_220(vec![
+                Step::Drain,
+                send("500 5.5.1 what is this?\r\n"),
+                Step::Hang
+            ]))
+        ),
+        case!(
+            "tls-not-tls-required",
+            "tls: the answer is not a TLS record, TLS required",
+            EO,
+            failing(
+                Code::CannotConnect,
+                "451 4.4.0 Security status IllegalMessage"
+            ),
             Peer::Script(|_, _| after_starttls_220(vec![
                 Step::Drain,
                 send("500 5.5.1 what is this?\r\n"),
@@ -434,30 +539,56 @@ pub fn catalogue() -> Vec<CaseDef> {
         ),
         case!(
             "tls-reset",
-            "tls: reset during the handshake",
+            "tls: reset during the handshake, opportunistic: falls back to plaintext",
             OP,
-            failing(Code::ClosedAbruptly),
+            WARNING,
+            Peer::Script(|_, _| after_starttls_220(vec![Step::Drain, Step::Reset]))
+        ),
+        case!(
+            "tls-reset-required",
+            "tls: reset during the handshake, TLS required",
+            CV,
+            failing(
+                Code::CannotConnect,
+                "451 4.4.0 TLS negotiation failed with error SocketError"
+            ),
             Peer::Script(|_, _| after_starttls_220(vec![Step::Drain, Step::Reset]))
         ),
         case!(
             "tls-timeout",
-            "tls: no ServerHello before the TLS timeout",
+            "tls: no ServerHello before the TLS timeout, opportunistic: falls back to plaintext",
             OP,
-            failing(Code::ClosedAbruptly),
+            WARNING,
+            Peer::Script(|_, _| after_starttls_220(vec![Step::Hang]))
+        ),
+        case!(
+            "tls-timeout-required",
+            "tls: no ServerHello before the TLS timeout, TLS required",
+            CV,
+            failing(
+                Code::CannotConnect,
+                "451 4.4.0 TLS negotiation failed with error Timeout"
+            ),
             Peer::Script(|_, _| after_starttls_220(vec![Step::Hang]))
         ),
         case!(
             "cert-expired",
             "certificate: expired",
             CV,
-            failing(Code::CertificateValidationFailed),
+            failing(
+                Code::CertificateValidationFailed,
+                "CertificateExpired Expected Subject: cert-expired.lab.test. Presented Subject: CN=cert-expired.lab.test. Thumbprint: *"
+            ),
             Peer::Script(|pki, host| healthy(pki, LeafSpec::expired(host)))
         ),
         case!(
             "cert-not-yet-valid",
             "certificate: not yet valid",
             CV,
-            failing(Code::CertificateValidationFailed),
+            failing(
+                Code::CertificateValidationFailed,
+                "CertificateExpired Expected Subject: cert-not-yet-valid.lab.test. Presented Subject: CN=cert-not-yet-valid.lab.test*"
+            ),
             Peer::Script(|pki, host| healthy(
                 pki,
                 LeafSpec {
@@ -471,7 +602,10 @@ pub fn catalogue() -> Vec<CaseDef> {
             "cert-self-signed",
             "certificate: self-signed",
             CV,
-            failing(Code::CertificateValidationFailed),
+            failing(
+                Code::CertificateValidationFailed,
+                "UntrustedRoot Expected Subject: cert-self-signed.lab.test. Presented Subject: CN=cert-self-signed.lab.test*"
+            ),
             Peer::Script(|pki, host| healthy(
                 pki,
                 LeafSpec {
@@ -485,7 +619,10 @@ pub fn catalogue() -> Vec<CaseDef> {
             "certificate: unknown issuer",
             DV,
             "*.lab.test",
-            failing(Code::CertificateValidationFailed),
+            failing(
+                Code::CertificateValidationFailed,
+                "UntrustedRoot Expected Subject: *.lab.test. Presented Subject: CN=cert-unknown-ca.lab.test*"
+            ),
             Peer::Script(|pki, host| healthy(
                 pki,
                 LeafSpec {
@@ -498,7 +635,10 @@ pub fn catalogue() -> Vec<CaseDef> {
             "cert-missing-intermediate",
             "certificate: missing intermediate",
             CV,
-            failing(Code::CertificateValidationFailed),
+            failing(
+                Code::CertificateValidationFailed,
+                "UntrustedRoot Expected Subject: cert-missing-intermediate.lab.test.*"
+            ),
             Peer::Script(|pki, host| healthy(
                 pki,
                 LeafSpec {
@@ -511,7 +651,10 @@ pub fn catalogue() -> Vec<CaseDef> {
             "cert-wrong-usage",
             "certificate: wrong key usage (clientAuth only)",
             CV,
-            failing(Code::CertificateValidationFailed),
+            failing(
+                Code::CertificateValidationFailed,
+                "CertificateInvalid Expected Subject: cert-wrong-usage.lab.test.*"
+            ),
             Peer::Script(|pki, host| healthy(
                 pki,
                 LeafSpec {
@@ -524,7 +667,10 @@ pub fn catalogue() -> Vec<CaseDef> {
             "cert-revoked",
             "certificate: revoked (CRL)",
             CV,
-            failing(Code::CertificateValidationFailed),
+            failing(
+                Code::CertificateValidationFailed,
+                "CertificateRevoked Expected Subject: cert-revoked.lab.test.*"
+            ),
             Peer::Script(|pki, host| healthy(
                 pki,
                 LeafSpec {
@@ -538,7 +684,10 @@ pub fn catalogue() -> Vec<CaseDef> {
             "certificate: no name matches tls_domain",
             DV,
             "mail.contoso.com",
-            failing(Code::CertificateValidationFailed),
+            failing(
+                Code::CertificateValidationFailed,
+                "SubjectMismatch Expected Subject: mail.contoso.com. Presented Subject: CN=cert-subject-mismatch.lab.test*"
+            ),
             Peer::Script(|pki, host| healthy(pki, LeafSpec::valid(host)))
         ),
         case!(
@@ -603,7 +752,10 @@ pub fn catalogue() -> Vec<CaseDef> {
                 "cert-expired-field-spelling",
                 "certificate: expired, certificate_failure_code = 4.4.317",
                 CV,
-                failing(Code::CertificateValidationFailed),
+                failing(
+                    Code::CertificateValidationFailed,
+                    "CertificateExpired Expected Subject: cert-expired-field-spelling.lab.test.*"
+                ),
                 Peer::Script(|pki, host| healthy(pki, LeafSpec::expired(host)))
             )
         },
@@ -611,7 +763,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "ehlo-tls-refused",
             "ehlo_tls: EHLO after TLS answered 5xx",
             CV,
-            failing(Code::CannotConnect),
+            failing(Code::CannotConnect, "554 5.7.1 Not you"),
             Peer::Script(|pki, host| {
                 let mut steps = Script::greeting();
                 steps.extend(Script::starttls(
@@ -629,7 +781,7 @@ pub fn catalogue() -> Vec<CaseDef> {
             "ehlo-tls-eof",
             "ehlo_tls: EOF after EHLO over TLS",
             CV,
-            failing(Code::ClosedAbruptly),
+            failing(Code::ClosedAbruptly, "SuspiciousRemoteServerError"),
             Peer::Script(|pki, host| {
                 let mut steps = Script::greeting();
                 steps.extend(Script::starttls(

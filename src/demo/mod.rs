@@ -18,8 +18,9 @@ pub use catalogue::{CaseDef, Expect, LAB_TIMEOUTS, catalogue};
 use catalogue::{DOC, DnsCase, MxCase, Peer, REVOKED_SERIAL, healthy, plaintext_only};
 
 use crate::config::{
-    CertificateFailureCode, Config, Connector, DaemonConfig, DnsConfig, Host, IpFamily, Route,
-    Settings, SmartHost, TlsConfig, TlsDomain, TlsMode,
+    CertificateFailureCode, Config, Connector, DEFAULT_BOUNDS, DEFAULT_MAX_CONNECTIONS,
+    DaemonConfig, DnsConfig, Host, IpFamily, Route, Settings, SmartHost, TlsConfig, TlsDomain,
+    TlsMode,
 };
 use crate::lab::blackhole::Blackhole;
 use crate::lab::certs::{LeafSpec, Pki};
@@ -51,6 +52,7 @@ fn lab_settings(mode: TlsMode, cert_code: CertificateFailureCode, port: u16) -> 
         ip_family: IpFamily::Ipv4,
         certificate_failure_code: cert_code,
         timeouts: LAB_TIMEOUTS,
+        bounds: DEFAULT_BOUNDS,
     }
 }
 
@@ -73,6 +75,7 @@ fn lab_config(pki: &Pki, nameserver: SocketAddr, connectors: Vec<Connector>) -> 
             queue_alert_after: Duration::from_secs(3600),
             metrics_listen: None,
             state_file: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         },
         connectors,
     }
@@ -106,6 +109,11 @@ impl Lab {
                 Peer::NoResolver => smart(&host, 25),
                 Peer::Mx(kind) => {
                     let port = match kind {
+                        MxCase::NxDomain => 25,
+                        MxCase::NoRecords => {
+                            dns.exists(&host);
+                            25
+                        }
                         MxCase::NullMx => {
                             dns.mx(&host, 0, ".");
                             25
@@ -157,6 +165,17 @@ impl Lab {
                 Peer::Script(make) => {
                     let server = SmtpServer::start(make(&pki, &host)).await?;
                     dns.address(&host, LOOPBACK);
+                    let route = smart(&host, server.addr.port());
+                    servers.push(server);
+                    route
+                }
+                Peer::SmartHostViaMx => {
+                    // The smart host name has an MX record and no address: only by following
+                    // the MX does the probe reach the healthy server.
+                    let mx = format!("mx.{host}");
+                    let server = SmtpServer::start(healthy(&pki, LeafSpec::valid(&mx))).await?;
+                    dns.mx(&host, 10, &mx);
+                    dns.address(&mx, LOOPBACK);
                     let route = smart(&host, server.addr.port());
                     servers.push(server);
                     route
@@ -296,7 +315,15 @@ pub async fn run(json: bool) -> ExitCode {
 
 /// Whether a verdict is what the case expects.
 pub fn matches_expectation(def: &CaseDef, v: &ConnectorVerdict) -> bool {
-    v.status == def.expect.status && v.code_kind == def.expect.code
+    let message = v
+        .targets
+        .iter()
+        .find(|t| t.eop_status.is_some() && t.eop_status == v.eop_status)
+        .and_then(|t| t.failure.as_ref())
+        .map(|j| j.message.as_str());
+    v.status == def.expect.status
+        && v.code_kind == def.expect.code
+        && def.expect.message_matches(message)
 }
 
 fn table(results: &[(&CaseDef, ConnectorVerdict)]) -> String {
@@ -315,9 +342,9 @@ fn table(results: &[(&CaseDef, ConnectorVerdict)]) -> String {
     for (def, v) in results {
         let expected = describe(
             def.expect.status,
-            def.expect.code.map(|c| c.render(def.cert_code)).as_deref(),
+            def.expect.code.map(|c| c.render(def.cert_code)),
         );
-        let got = describe(v.status, v.code.as_deref());
+        let got = describe(v.status, v.code);
         let mark = if matches_expectation(def, v) {
             "ok"
         } else {
@@ -344,6 +371,9 @@ fn table(results: &[(&CaseDef, ConnectorVerdict)]) -> String {
             got
         );
         let _ = writeln!(out, "     [{}] {}", def.id, truncate(&detail, 140));
+        if let Some(line) = &v.eop_status {
+            let _ = writeln!(out, "     queue line: {line}");
+        }
     }
     out
 }

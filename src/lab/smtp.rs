@@ -118,13 +118,21 @@ impl SmtpServer {
 
     /// Starts on a given address, e.g. to bring a stopped server back on its old port.
     pub async fn start_on(addr: SocketAddr, script: Script) -> io::Result<SmtpServer> {
+        Self::start_each(addr, vec![script]).await
+    }
+
+    /// Plays `scripts[n]` to the n-th connection, and the last script to every later one: a
+    /// server that behaves differently on a second attempt.
+    pub async fn start_each(addr: SocketAddr, scripts: Vec<Script>) -> io::Result<SmtpServer> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
         let task = tokio::spawn(async move {
+            let mut n = 0;
             while let Ok((tcp, _)) = listener.accept().await {
-                let script = script.clone();
+                let script = scripts[n.min(scripts.len().saturating_sub(1))].clone();
+                n += 1;
                 let log = log.clone();
                 tokio::spawn(async move {
                     let _ = play(tcp, &script, &log).await;

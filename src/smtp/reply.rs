@@ -59,6 +59,27 @@ impl Reply {
         }
     }
 
+    /// The reply as received, for EOP's Message: every line with its code (and `-` on all but
+    /// the last), CR LF removed, lines joined by a space.
+    pub fn as_received(&self) -> String {
+        let last = self.lines.len().saturating_sub(1);
+        let lines: Vec<String> = self
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match (t.is_empty(), i == last) {
+                (true, true) => self.code.to_string(),
+                (false, true) => format!("{} {t}", self.code),
+                (_, false) => format!("{}-{t}", self.code),
+            })
+            .collect();
+        if lines.is_empty() {
+            self.code.to_string()
+        } else {
+            lines.join(" ")
+        }
+    }
+
     /// The EHLO keywords (the first word of every line after the greeting), upper-cased.
     pub fn ehlo_keywords(&self) -> impl Iterator<Item = String> + '_ {
         self.lines

@@ -68,17 +68,20 @@ impl TlsClient {
     }
 
     /// Judges a presented chain: trust, validity, signatures, key usage and (with CRLs)
-    /// revocation. Name errors are returned too; the caller ignores them where the mode does
-    /// not check names.
+    /// revocation, at `at` (now when `None`). Name errors are returned too; the caller ignores
+    /// them where the mode does not check names.
     pub async fn verify_chain(
         &self,
         chain: &[CertificateDer<'static>],
         name: &ServerName<'_>,
+        at: Option<UnixTime>,
     ) -> Result<(), rustls::Error> {
         let (leaf, intermediates) = chain
             .split_first()
             .ok_or(rustls::Error::NoCertificatesPresented)?;
-        self.roots.verify(leaf, intermediates, name).await
+        self.roots
+            .verify(leaf, intermediates, name, at.unwrap_or_else(UnixTime::now))
+            .await
     }
 }
 
@@ -111,17 +114,24 @@ pub fn peer_chain<S>(stream: &TlsStream<S>) -> Vec<CertificateDer<'static>> {
         .unwrap_or_default()
 }
 
-/// A handshake error as a row of the table: any rustls error (an alert, no common version or
-/// cipher, not a TLS record) is a failed handshake; EOF and reset are a dropped connection.
+/// A handshake error as a row of the table: nothing in common (a handshake_failure,
+/// protocol_version or insufficient_security alert, or a server hello the client cannot take)
+/// is EOP's AlgorithmMismatch; anything else rustls objects to (not a TLS record, another
+/// alert, a malformed handshake) is IllegalMessage; EOF and reset are a dropped connection.
 fn classify(e: io::Error) -> (Outcome, String) {
     if let Some(tls) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        return (
-            Outcome::HandshakeFailed,
-            format!("TLS handshake failed: {tls}"),
-        );
+        use rustls::AlertDescription as A;
+        let outcome = match tls {
+            rustls::Error::AlertReceived(
+                A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity,
+            )
+            | rustls::Error::PeerIncompatible(_) => Outcome::NoCommonAlgorithm,
+            _ => Outcome::IllegalMessage,
+        };
+        return (outcome, format!("TLS handshake failed: {tls}"));
     }
     match e.kind() {
         io::ErrorKind::UnexpectedEof => (
@@ -208,10 +218,10 @@ mod tests {
         let c = client(&pki);
         let good = pki.leaf(&LeafSpec::valid("mx.lab.example")).chain;
         let name = ServerName::try_from("mx.lab.example").unwrap();
-        assert!(c.verify_chain(&good, &name).await.is_ok());
+        assert!(c.verify_chain(&good, &name, None).await.is_ok());
         let other = ServerName::try_from("other.example").unwrap();
         assert!(matches!(
-            c.verify_chain(&good, &other).await,
+            c.verify_chain(&good, &other, None).await,
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
             ))
@@ -232,7 +242,7 @@ mod tests {
             .chain;
         let name = ServerName::try_from("mx.lab.example").unwrap();
         assert!(matches!(
-            c.verify_chain(&expired, &name).await,
+            c.verify_chain(&expired, &name, None).await,
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::Expired | CertificateError::ExpiredContext { .. }
             ))
@@ -248,7 +258,7 @@ mod tests {
             })
             .chain;
         assert!(matches!(
-            c.verify_chain(&stranger, &name).await,
+            c.verify_chain(&stranger, &name, None).await,
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::UnknownIssuer
             ))

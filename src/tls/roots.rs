@@ -172,13 +172,14 @@ impl Roots {
         leaf: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         name: &ServerName<'_>,
+        at: UnixTime,
     ) -> Result<(), rustls::Error> {
         let untrusted = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
         let mut answer = Err(untrusted.clone());
         for i in 0..self.0.tiers.len() {
             answer = match self.tier(i).await {
                 Ok(v) => v
-                    .verify_server_cert(leaf, intermediates, name, &[], UnixTime::now())
+                    .verify_server_cert(leaf, intermediates, name, &[], at)
                     .map(|_| ()),
                 Err(_) => Err(untrusted.clone()),
             };

@@ -21,16 +21,17 @@ async fn row(id: &str) {
         v.targets
     );
     for t in &v.targets {
-        match &t.code {
-            Some(code) => {
+        match t.code {
+            Some(_) => {
                 let eop = t
                     .eop_status
                     .as_deref()
                     .expect("a failing target has an EOP status line");
-                assert!(
-                    eop.starts_with(code.as_str()),
-                    "{id}: {eop:?} starts with {code}"
-                );
+                let queue = t.queue_code.expect("a failing target has a queue code");
+                assert!(eop.starts_with(queue), "{id}: {eop:?} starts with {queue}");
+                let ndr = t.ndr.expect("a failing target has an NDR code");
+                let ndr_line = t.ndr_line.as_deref().expect("and an NDR line");
+                assert!(ndr_line.starts_with(ndr), "{id}: {ndr_line:?}");
                 assert!(!t.detail.is_empty(), "{id}: a failure has a detail");
             }
             None => assert_eq!(
@@ -86,6 +87,9 @@ rows! {
     resolve_timeout => "dns-timeout",
     resolve_no_resolver => "dns-no-resolver",
     resolve_null_mx => "mx-null",
+    resolve_mx_domain_nonexistent => "mx-nxdomain",
+    resolve_mx_no_records => "mx-no-records",
+    resolve_smart_host_through_its_mx => "smart-host-mx",
     resolve_mx_host_unresolvable => "mx-host-unresolvable",
     resolve_mx_lookup_fails => "mx-lookup-fails",
     resolve_implicit_mx => "mx-implicit",
@@ -109,12 +113,18 @@ rows! {
     starttls_missing_required => "starttls-missing-required",
     starttls_refused_opportunistic => "starttls-454-opportunistic",
     starttls_refused_required => "starttls-454-required",
-    starttls_injection => "starttls-injection",
-    starttls_eof => "starttls-eof",
-    tls_protocol_version_alert => "tls-old-protocol",
-    tls_not_a_record => "tls-not-tls",
-    tls_reset => "tls-reset",
-    tls_timeout => "tls-timeout",
+    starttls_injection_opportunistic => "starttls-injection",
+    starttls_injection_required => "starttls-injection-required",
+    starttls_eof_opportunistic => "starttls-eof",
+    starttls_eof_required => "starttls-eof-required",
+    tls_protocol_version_alert_opportunistic => "tls-old-protocol",
+    tls_protocol_version_alert_required => "tls-old-protocol-required",
+    tls_not_a_record_opportunistic => "tls-not-tls",
+    tls_not_a_record_required => "tls-not-tls-required",
+    tls_reset_opportunistic => "tls-reset",
+    tls_reset_required => "tls-reset-required",
+    tls_timeout_opportunistic => "tls-timeout",
+    tls_timeout_required => "tls-timeout-required",
     certificate_expired => "cert-expired",
     certificate_not_yet_valid => "cert-not-yet-valid",
     certificate_self_signed => "cert-self-signed",

@@ -215,7 +215,18 @@ async fn human_report_reads_at_a_glance() {
         text.contains("refused  FAILING  450 4.4.316 Connection refused"),
         "{text}"
     );
-    assert!(text.contains("EOP would show: 450 4.4.316"), "{text}");
+    assert!(
+        text.contains("Microsoft 365 would queue: 450 4.4.316 Connection refused [Message=Socket error code 10061]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mail flow intelligence: 450 4.4.316 Connection refused"),
+        "{text}"
+    );
+    assert!(
+        text.contains("after 1d senders get: 550 5.4.316 Message expired, connection refused(Socket error code 10061)"),
+        "{text}"
+    );
     assert!(text.contains("fix: "), "{text}");
     assert!(text.contains("certificate: CN=mail.lab.test"), "{text}");
 }

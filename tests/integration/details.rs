@@ -30,7 +30,7 @@ async fn refused_status_line_is_in_eops_format() {
         .as_deref()
         .expect("failing connector has a status line");
     assert!(re.is_match(line), "{line}");
-    assert_eq!(v.title.as_deref(), Some("Connection refused"));
+    assert_eq!(v.title, Some("Connection refused"));
     assert!(
         v.targets[0]
             .timings_ms
@@ -43,10 +43,21 @@ async fn subject_mismatch_status_line_names_both_subjects_and_thumbprint() {
     let (_lab, v) = one("cert-subject-mismatch").await;
     let line = v.eop_status.as_deref().unwrap();
     let re = Regex::new(
-        r"^450 4\.7\.320 Certificate validation failed \[Message=SubjectMismatch Expected Subject: mail\.contoso\.com Presented Subject: cert-subject-mismatch\.lab\.test Thumbprint: [0-9A-F]{40}\] \[LastAttemptedServerName=cert-subject-mismatch\.lab\.test\] \[LastAttemptedIP=127\.0\.0\.1:\d+\]$",
+        r"^450 4\.4\.317 Cannot connect to remote server \[Message=SubjectMismatch Expected Subject: mail\.contoso\.com\. Presented Subject: CN=cert-subject-mismatch\.lab\.test\. Thumbprint: [0-9A-F]{40}\.\] \[LastAttemptedServerName=cert-subject-mismatch\.lab\.test\] \[LastAttemptedIP=127\.0\.0\.1:\d+\]$",
     )
     .unwrap();
     assert!(re.is_match(line), "{line}");
+    // The alert's code stays the mail flow intelligence one.
+    assert_eq!(v.code, Some("450 4.7.320"));
+    assert_eq!(v.title, Some("Certificate validation failed"));
+    assert_eq!(v.queue_code, Some("450 4.4.317"));
+    assert_eq!(v.ndr, Some("550 5.4.317"));
+    let ndr = Regex::new(
+        r"^550 5\.4\.317 Message expired, cannot connect to remote server\(SubjectMismatch Expected Subject: mail\.contoso\.com\. Presented Subject: CN=cert-subject-mismatch\.lab\.test\. Thumbprint: [0-9A-F]{40}\.\)$",
+    )
+    .unwrap();
+    let ndr_line = v.ndr_line.as_deref().unwrap();
+    assert!(ndr.is_match(ndr_line), "{ndr_line}");
 }
 
 #[tokio::test]
@@ -81,7 +92,10 @@ async fn certificate_details_are_reported_when_validation_fails() {
         v.eop_status
             .as_deref()
             .unwrap()
-            .contains("[Message=CertificateExpired Thumbprint: ")
+            .contains(&format!(
+                "[Message=CertificateExpired Expected Subject: cert-expired.lab.test. Presented Subject: CN=cert-expired.lab.test. Thumbprint: {}.]",
+                c.sha1_thumbprint
+            ))
     );
     let tls = t
         .tls

@@ -25,7 +25,7 @@ async fn probe(script: Script, mode: TlsMode) -> (ConnectorVerdict, Duration) {
 }
 
 fn code(v: &ConnectorVerdict) -> &str {
-    v.code.as_deref().unwrap_or(v.status.as_str())
+    v.code.unwrap_or(v.status.as_str())
 }
 
 #[tokio::test]
@@ -161,9 +161,15 @@ async fn garbage_after_ready_to_start_tls_is_4_4_317() {
         send("220 2.0.0 Ready to start TLS\r\n\x16\x03\x01garbage"),
         Step::Hang,
     ]);
-    let (v, _) = probe(script, TlsMode::Opportunistic).await;
+    let (v, _) = probe(script, TlsMode::EncryptionOnly).await;
     assert_eq!(code(&v), "450 4.4.317");
     assert_eq!(v.targets[0].stage.as_str(), "starttls");
+    assert!(
+        v.eop_status
+            .as_deref()
+            .unwrap()
+            .contains("[Message=451 4.4.0 Security status IllegalMessage]")
+    );
 }
 
 #[tokio::test]
@@ -175,9 +181,15 @@ async fn handshake_that_never_finishes_ends_at_the_tls_timeout() {
         Step::Send(vec![0x16, 0x03, 0x03, 0x40, 0x00, 0x02]),
         Step::Hang,
     ]);
-    let (v, took) = probe(script, TlsMode::Opportunistic).await;
-    assert_eq!(code(&v), "450 4.4.318");
+    let (v, took) = probe(script, TlsMode::CertificateValidation).await;
+    assert_eq!(code(&v), "450 4.4.317");
     assert_eq!(v.targets[0].stage.as_str(), "tls");
+    assert!(
+        v.eop_status
+            .as_deref()
+            .unwrap()
+            .contains("[Message=451 4.4.0 TLS negotiation failed with error Timeout]")
+    );
     assert!(took < 3 * LIMIT + SLACK, "{took:?}");
 }
 

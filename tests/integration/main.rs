@@ -2,6 +2,7 @@
 //!
 //! * `classification`: every row of the classification table, through the real pipeline,
 //!   against the lab's scripted servers on loopback.
+//! * `resolution`: EOP's resolution order, the names in its line, the DNS bounds, the fallback.
 //! * `details`: what a verdict carries beyond its code (EOP status line, certificate details).
 //! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
 //! * `memory`: the same against the binary in its own process; its peak memory stays bounded.
@@ -22,4 +23,5 @@ mod invariants;
 mod memory;
 mod peers;
 mod properties;
+mod resolution;
 mod util;

@@ -18,6 +18,7 @@ pub fn settings(mode: TlsMode, timeouts: Timeouts) -> Settings {
         ip_family: IpFamily::Ipv4,
         certificate_failure_code: CertificateFailureCode::CertificateValidationFailed,
         timeouts,
+        bounds: connector_probe::config::DEFAULT_BOUNDS,
     }
 }
 

@@ -107,19 +107,19 @@ fn rules() -> Vec<Rule> {
             "fw-greeting-dropped",
             "lets the connection open, drops the server's data",
             "iptables -A OUTPUT -p tcp --sport {port} --tcp-flags PSH PSH -j DROP",
-            failing("450 4.4.318", "banner").message("Socket error code 10060"),
+            failing("450 4.4.318", "banner").message("SuspiciousRemoteServerError"),
         ),
         behind(
             "fw-ehlo-reset",
             "resets the connection when it sees EHLO",
             "iptables -A INPUT -p tcp --dport {port} -m string --string EHLO --algo bm -j REJECT --reject-with tcp-reset",
-            failing("450 4.4.318", "ehlo").message("Socket error code 10054"),
+            failing("450 4.4.318", "ehlo").message("SuspiciousRemoteServerError"),
         ),
         behind(
             "fw-ehlo-dropped",
             "drops EHLO",
             "iptables -A INPUT -p tcp --dport {port} -m string --string EHLO --algo bm -j DROP",
-            failing("450 4.4.318", "ehlo").message("Socket error code 10060"),
+            failing("450 4.4.318", "ehlo").message("SuspiciousRemoteServerError"),
         ),
     ]
 }

@@ -47,7 +47,7 @@ fn table() -> Vec<(
     &'static str,
     Expect,
 )> {
-    let timed_out = |stage| failing("450 4.4.318", stage).message("Socket error code 10060");
+    let timed_out = |stage| failing("450 4.4.318", stage).message("SuspiciousRemoteServerError");
     vec![
         (
             "sink-greeting-421",
