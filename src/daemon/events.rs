@@ -416,6 +416,40 @@ mod tests {
     }
 
     #[test]
+    fn a_domain_that_does_not_exist_is_bounced_at_once_not_queued() {
+        let policy = Policy {
+            queue_alert_after: Duration::from_secs(3600),
+            message_expiration: Duration::from_secs(24 * 3600),
+        };
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let mut s = ConnectorState::default();
+        let mut gone = verdict(Status::Failing, Some(Code::DomainNonexistent));
+        let line = "550 5.4.310 DNS domain x.example does not exist [Message=InfoDomainNonexistent] [LastAttemptedServerName=x.example]";
+        gone.eop_status = Some(line.into());
+        gone.ndr_line = Some(line.into());
+        let events = advance(&mut s, &gone, Duration::ZERO, t0, &policy);
+        assert_eq!(names(&events), ["state_change", "ndr_expected"]);
+        let Event::NdrExpected {
+            ndr,
+            ndr_line,
+            failing,
+            ..
+        } = &events[1]
+        else {
+            unreachable!()
+        };
+        assert_eq!(*ndr, Some("550 5.4.310"));
+        assert_eq!(ndr_line.as_deref(), Some(line));
+        assert_eq!(failing.eop_status.as_deref(), Some(line));
+        assert!(failing.fix.is_some());
+        let later = t0 + time::Duration::hours(2);
+        assert!(
+            advance(&mut s, &gone, Duration::ZERO, later, &policy).is_empty(),
+            "no queue alert, no countdown: nothing is queued"
+        );
+    }
+
+    #[test]
     fn first_probe_after_a_long_outage_raises_the_due_alerts_together() {
         let policy = Policy {
             queue_alert_after: Duration::from_secs(3600),
