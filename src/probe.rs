@@ -134,7 +134,7 @@ enum Planned {
 /// MX hosts' addresses together, is bounded by the `dns` timeout.
 async fn plan(ctx: &ProbeContext, c: &Connector) -> Vec<Planned> {
     let s = &c.settings;
-    let deadline = tokio::time::Instant::now() + s.timeouts.dns;
+    let deadline = crate::clock::deadline(s.timeouts.dns);
     match &c.route {
         Route::SmartHosts(hosts) => {
             let per_host = hosts.iter().map(|h| {

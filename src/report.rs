@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::io;
 
+use crate::escape::escape;
 use crate::verdict::{ConnectorVerdict, Status, TargetVerdict};
 
 /// JSON, then a newline: one object for one connector, an array for `--all`. It is written
@@ -76,10 +77,10 @@ fn target(out: &mut String, t: &TargetVerdict) {
     let _ = writeln!(
         out,
         "  {mark} {} {}  stage {}  {code}{}",
-        t.host,
+        escape(&t.host),
         t.endpoint(),
         t.stage,
-        t.detail
+        escape(&t.detail)
     );
     let timings: Vec<String> = t
         .timings_ms
@@ -90,17 +91,17 @@ fn target(out: &mut String, t: &TargetVerdict) {
         let _ = writeln!(out, "       timings: {}", timings.join(", "));
     }
     if let Some(b) = &t.banner {
-        let _ = writeln!(out, "       banner: {b}");
+        let _ = writeln!(out, "       banner: {}", escape(b));
     }
     if let Some(tls) = &t.tls {
         let _ = writeln!(out, "       tls: {} {}", tls.version, tls.cipher);
     }
     if let Some(c) = &t.certificate {
-        let _ = writeln!(out, "       certificate: {}", c.subject);
+        let _ = writeln!(out, "       certificate: {}", escape(&c.subject));
         if !c.names.is_empty() {
-            let _ = writeln!(out, "         names: {}", c.names.join(", "));
+            let _ = writeln!(out, "         names: {}", escape(c.names.join(", ")));
         }
-        let _ = writeln!(out, "         issuer: {}", c.issuer);
+        let _ = writeln!(out, "         issuer: {}", escape(&c.issuer));
         let _ = writeln!(
             out,
             "         valid: {} to {} ({} day(s) left), chain of {}",
@@ -109,10 +110,10 @@ fn target(out: &mut String, t: &TargetVerdict) {
         let _ = writeln!(out, "         sha1: {}", c.sha1_thumbprint);
     }
     for w in &t.warnings {
-        let _ = writeln!(out, "       warning: {w}");
+        let _ = writeln!(out, "       warning: {}", escape(w));
     }
     if let (Some(eop), Some((code, _))) = (&t.eop_status, &t.failure) {
-        let _ = writeln!(out, "       EOP would show: {eop}");
+        let _ = writeln!(out, "       EOP would show: {}", escape(eop));
         let _ = writeln!(out, "       fix: {}", code.fix());
     }
 }

@@ -101,12 +101,13 @@ pub fn advance(
                 failing_since: since,
             });
         }
-        let expires_at = since + policy.message_expiration;
+        let expires_at = crate::clock::later(since, policy.message_expiration);
         let ndr = v
             .code_kind
             .and_then(|c| c.ndr(v.certificate_failure_code))
             .unwrap_or_else(|| "550 5.4.0".to_owned());
-        if now >= expires_at - policy.imminent_before() && !state.raised.ndr_imminent {
+        let imminent_at = crate::clock::earlier(expires_at, policy.imminent_before());
+        if now >= imminent_at && !state.raised.ndr_imminent {
             state.raised.ndr_imminent = true;
             events.push(Event::NdrImminent {
                 code: code.clone(),
