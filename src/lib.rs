@@ -15,24 +15,35 @@
 //! * [`verdict`]: the classification table of `classification.md` as data, and the connector
 //!   verdict built from the targets.
 //! * [`probe`]: runs the stages for every target of a connector.
+//! * [`clock`]: time arithmetic that stops at the calendar's edges instead of panicking.
 //! * [`limits`]: how many probes run at once, and how probes waiting on dead servers make way
 //!   for the others.
+//! * [`output`]: stdout and stderr without panics; the daemon's log writer.
 //! * [`report`]: the human and JSON renderings.
+//! * [`escape`]: the one rendering of outside text (replies, DNS, certificates) for people.
 //! * [`daemon`]: `run`: the scheduler, persisted state, alert events, metrics, reload.
+//! * [`files`]: atomic replacement through fresh, exclusive temporary files; bounded reads.
 //! * [`lab`]: scripted SMTP and DNS servers on loopback, used by `demo` and by the tests.
 //! * [`demo`]: the built-in lab run, one server per row of the classification table.
 //! * [`import`]: `[[connector]]` entries from Exchange Online's own export of its outbound
 //!   connectors (`Get-OutboundConnector | ConvertTo-Json`).
 
+// Output goes through `output`, which cannot panic on a closed pipe as `print!` does.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod certificate;
+pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod daemon;
 pub mod demo;
 pub mod dns;
+pub mod escape;
+pub mod files;
 pub mod import;
 pub mod lab;
 pub mod limits;
+pub mod output;
 pub mod probe;
 pub mod report;
 pub mod smtp;

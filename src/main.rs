@@ -1,7 +1,10 @@
 //! The `connector-probe` binary: parses arguments, runs the library, maps the outcome to the
 //! documented exit code.
 
-use std::io::Write;
+// `print!` and `eprintln!` panic on a closed pipe (exit 101); `connector_probe::output` does not.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -12,6 +15,7 @@ use connector_probe::daemon::{self, LogFormat};
 use connector_probe::import::{self, ImportError};
 use connector_probe::probe::{ProbeContext, probe_all};
 use connector_probe::{demo, report};
+use connector_probe::{output, say};
 
 /// `probe` exit code for a bad configuration, an unknown connector or an internal error.
 const UNKNOWN: u8 = 3;
@@ -119,14 +123,17 @@ fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say!("error: cannot start the async runtime: {e}");
             return ExitCode::from(UNKNOWN);
         }
     };
     match cli.command {
         Cmd::Run { config, .. } => {
             let path = config::resolve_path(config.as_deref());
-            runtime.block_on(daemon::run(&path))
+            let code = runtime.block_on(daemon::run(&path));
+            // After a forced stop a state write may still hang on the disk; do not wait.
+            runtime.shutdown_background();
+            code
         }
         Cmd::Probe {
             config,
@@ -147,7 +154,7 @@ fn main() -> ExitCode {
         } => match import_exchange(&file, output.as_deref(), force) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
-                eprintln!("error: {e}");
+                say!("error: {e}");
                 ExitCode::from(import::EXIT_FAILED)
             }
         },
@@ -178,23 +185,27 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
 fn load(flag: Option<PathBuf>) -> Result<Config, ExitCode> {
     let path = config::resolve_path(flag.as_deref());
     Config::load(&path).map_err(|e| {
-        eprintln!("error: {e}");
+        say!("error: {e}");
         ExitCode::from(UNKNOWN)
     })
 }
 
 fn check_config(flag: Option<PathBuf>) -> ExitCode {
     match load(flag) {
-        Ok(c) => {
-            print!("{}", c.effective_toml());
-            ExitCode::SUCCESS
-        }
+        Ok(c) => match output::print(&c.effective_toml()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                say!("error: cannot write to standard output: {e}");
+                ExitCode::from(UNKNOWN)
+            }
+        },
         Err(code) => code,
     }
 }
@@ -205,16 +216,16 @@ fn health(flag: Option<PathBuf>) -> ExitCode {
         Err(code) => return code,
     };
     let Some(listen) = config.daemon.metrics_listen else {
-        eprintln!("error: metrics_listen is empty, so the daemon serves no /healthz");
+        say!("error: metrics_listen is empty, so the daemon serves no /healthz");
         return ExitCode::from(UNKNOWN);
     };
     match daemon::metrics::check_health(listen, std::time::Duration::from_secs(3)) {
         Ok(()) => {
-            println!("ok");
+            let _ = output::print("ok\n");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("unhealthy: {e}");
+            say!("unhealthy: {e}");
             ExitCode::from(1)
         }
     }
@@ -227,7 +238,7 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
     };
     let connectors = if all {
         if config.connectors.is_empty() {
-            eprintln!("error: {} defines no connector", config.source.display());
+            say!("error: {} defines no connector", config.source.display());
             return ExitCode::from(UNKNOWN);
         }
         config.connectors.clone()
@@ -237,7 +248,7 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
             Some(c) => vec![c.clone()],
             None => {
                 let known: Vec<&str> = config.connectors.iter().map(|c| c.name.as_str()).collect();
-                eprintln!(
+                say!(
                     "error: no connector named {name:?} in {} (known: {})",
                     config.source.display(),
                     if known.is_empty() {
@@ -252,17 +263,14 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
     };
     let ctx = ProbeContext::new(&config);
     let verdicts = probe_all(&ctx, &connectors, config.daemon.concurrency).await;
-    if json {
-        let stdout = std::io::BufWriter::new(std::io::stdout().lock());
-        if let Err(e) = report::write_json(stdout, &verdicts, all) {
-            eprintln!("error: cannot write the report: {e}");
-            return ExitCode::from(UNKNOWN);
-        }
+    let written = if json {
+        output::write_stdout(|out| report::write_json(out, &verdicts, all))
     } else {
-        print!(
-            "{}",
-            report::human(&verdicts, config.daemon.message_expiration)
-        );
+        output::print(&report::human(&verdicts, config.daemon.message_expiration))
+    };
+    if let Err(e) = written {
+        say!("error: cannot write the report: {e}");
+        return ExitCode::from(UNKNOWN);
     }
     let worst = verdicts
         .iter()
@@ -280,25 +288,23 @@ fn import_exchange(file: &Path, output: Option<&Path>, force: bool) -> Result<u8
     })?;
     let imported = import::exchange(&bytes)?;
     for finding in imported.findings() {
-        eprintln!("{finding}");
+        say!("{finding}");
     }
     let source = file.display().to_string();
     match output {
         None => {
             let text = imported.fragment(&source)?;
-            std::io::stdout()
-                .write_all(text.as_bytes())
-                .map_err(|source| ImportError::Write {
-                    path: PathBuf::from("standard output"),
-                    source,
-                })?;
+            output::print(&text).map_err(|source| ImportError::Write {
+                path: PathBuf::from("standard output"),
+                source,
+            })?;
         }
         Some(path) => {
             let text = imported.config_file(&source)?;
             import::write_config(path, &text, force)?;
-            eprintln!("wrote {}", path.display());
+            say!("wrote {}", path.display());
         }
     }
-    eprintln!("{}", imported.summary());
+    say!("{}", imported.summary());
     Ok(imported.exit_code())
 }

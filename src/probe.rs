@@ -162,7 +162,7 @@ struct Plan {
 /// bounds (MX hosts, addresses per host, targets); what is left out is reported, not probed.
 async fn plan(ctx: &ProbeContext, c: &Connector) -> Plan {
     let s = &c.settings;
-    let deadline = deadline_after(s.timeouts.dns);
+    let deadline = crate::clock::deadline(s.timeouts.dns);
     let mut warnings = Vec::new();
     let mut targets: Vec<Planned> = match &c.route {
         Route::SmartHosts(hosts) => {
@@ -217,13 +217,6 @@ async fn plan(ctx: &ProbeContext, c: &Connector) -> Plan {
         targets.truncate(max);
     }
     Plan { targets, warnings }
-}
-
-/// `now + d`, or far in the future if that does not fit the clock.
-fn deadline_after(d: Duration) -> tokio::time::Instant {
-    let now = tokio::time::Instant::now();
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }
 
 /// The first few of a list, and how many more.

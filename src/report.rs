@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::io;
 use std::time::Duration;
 
+use crate::escape::escape;
 use crate::verdict::{Code, ConnectorVerdict, Status, TargetVerdict};
 
 /// JSON, then a newline: one object for one connector, an array for `--all`. It is written
@@ -72,7 +73,7 @@ fn connector(out: &mut String, v: &ConnectorVerdict, message_expiration: Duratio
         }
     }
     for w in &v.warnings {
-        let _ = writeln!(out, "  warning: {w}");
+        let _ = writeln!(out, "  warning: {}", escape(w));
     }
     for t in &v.targets {
         target(out, t, message_expiration);
@@ -95,16 +96,21 @@ fn consequences(
 ) {
     let queued = kind.is_none_or(Code::is_queued);
     if queued {
-        let _ = writeln!(out, "{indent}Microsoft 365 would queue: {eop}");
+        let _ = writeln!(out, "{indent}Microsoft 365 would queue: {}", escape(eop));
     } else {
-        let _ = writeln!(out, "{indent}Microsoft 365 would bounce at once: {eop}");
+        let _ = writeln!(
+            out,
+            "{indent}Microsoft 365 would bounce at once: {}",
+            escape(eop)
+        );
     }
     let _ = writeln!(out, "{indent}mail flow intelligence: {code} {title}");
     if let Some(ndr) = ndr_line.filter(|_| queued) {
         let _ = writeln!(
             out,
-            "{indent}after {} senders get: {ndr}",
-            crate::config::format_duration(message_expiration)
+            "{indent}after {} senders get: {}",
+            crate::config::format_duration(message_expiration),
+            escape(ndr)
         );
     }
 }
@@ -121,10 +127,10 @@ fn target(out: &mut String, t: &TargetVerdict, message_expiration: Duration) {
     let _ = writeln!(
         out,
         "  {mark} {} {}  stage {}  {code}{}",
-        t.host,
+        escape(&t.host),
         t.endpoint(),
         t.stage,
-        t.detail
+        escape(&t.detail)
     );
     let timings: Vec<String> = t
         .timings_ms
@@ -135,17 +141,17 @@ fn target(out: &mut String, t: &TargetVerdict, message_expiration: Duration) {
         let _ = writeln!(out, "       timings: {}", timings.join(", "));
     }
     if let Some(b) = &t.banner {
-        let _ = writeln!(out, "       banner: {b}");
+        let _ = writeln!(out, "       banner: {}", escape(b));
     }
     if let Some(tls) = &t.tls {
         let _ = writeln!(out, "       tls: {} {}", tls.version, tls.cipher);
     }
     if let Some(c) = &t.certificate {
-        let _ = writeln!(out, "       certificate: {}", c.subject);
+        let _ = writeln!(out, "       certificate: {}", escape(&c.subject));
         if !c.names.is_empty() {
-            let _ = writeln!(out, "         names: {}", c.names.join(", "));
+            let _ = writeln!(out, "         names: {}", escape(c.names.join(", ")));
         }
-        let _ = writeln!(out, "         issuer: {}", c.issuer);
+        let _ = writeln!(out, "         issuer: {}", escape(&c.issuer));
         let _ = writeln!(
             out,
             "         valid: {} to {} ({} day(s) left), chain of {}",
@@ -154,7 +160,7 @@ fn target(out: &mut String, t: &TargetVerdict, message_expiration: Duration) {
         let _ = writeln!(out, "         sha1: {}", c.sha1_thumbprint);
     }
     for w in &t.warnings {
-        let _ = writeln!(out, "       warning: {w}");
+        let _ = writeln!(out, "       warning: {}", escape(w));
     }
     if let (Some(eop), Some(judged), Some(code), Some(title)) =
         (&t.eop_status, &t.failure, t.code, t.title)

@@ -131,6 +131,63 @@ impl<'a> Locator<'a> {
     }
 }
 
+/// Where to point when toml reports an error without a place: it does so for a key of too many
+/// dotted parts ("recursion limit"), so the deepest key is the best guess. Returns the byte
+/// offset of the first key with the most parts, and that key shortened for a message; `None`
+/// for a document without keys.
+pub fn deepest_key(source: &str) -> Option<(usize, String)> {
+    let mut best: Option<(usize, Vec<&str>)> = None;
+    let mut line_start = 0;
+    for line in source.split_inclusive('\n') {
+        if let Some((at, parts)) = key_of_line(line) {
+            if best.as_ref().is_none_or(|(_, b)| parts.len() > b.len()) {
+                best = Some((line_start + at, parts));
+            }
+        }
+        line_start += line.len();
+    }
+    let (offset, parts) = best?;
+    let shown = match parts.len() {
+        0..=3 => parts.join("."),
+        _ => format!("{}…", parts[..3].join(".")),
+    };
+    Some((offset, shown))
+}
+
+/// The dotted key of a `[table]`, `[[array]]` or `key = value` line, split outside quotes,
+/// with the offset where it starts.
+fn key_of_line(line: &str) -> Option<(usize, Vec<&str>)> {
+    let body = line.trim_start();
+    let mut start = line.len() - body.len();
+    let key_and_rest = if body.starts_with('[') {
+        let brackets = body.len() - body.trim_start_matches('[').len();
+        start += brackets;
+        &body[brackets..]
+    } else {
+        body
+    };
+    let mut parts = Vec::new();
+    let mut part_start = 0;
+    let mut quote: Option<char> = None;
+    for (i, c) in key_and_rest.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '.') => {
+                parts.push(key_and_rest[part_start..i].trim());
+                part_start = i + 1;
+            }
+            (None, ']' | '=' | '#' | '\n') => {
+                parts.push(key_and_rest[part_start..i].trim());
+                break;
+            }
+            (None, _) => {}
+        }
+    }
+    (parts.iter().any(|p| !p.is_empty())).then_some((start, parts))
+}
+
 fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
     outer.start <= inner.start && inner.end <= outer.end && outer.start < outer.end
 }

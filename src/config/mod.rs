@@ -270,13 +270,23 @@ impl Config {
                 }
             };
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-            let span = e.span();
-            let key = span
-                .as_ref()
-                .and_then(|s| locator.path_at(s))
+            let message = e.message().trim().to_owned();
+            let Some(span) = e.span() else {
+                // toml gives no place for a key nested beyond its recursion limit.
+                return match locate::deepest_key(text) {
+                    Some((at, key)) => located(
+                        Some(at..at),
+                        Some(key),
+                        format!("{message}: keys or tables are nested too deeply"),
+                    ),
+                    None => located(Some(0..0), None, message),
+                };
+            };
+            let key = locator
+                .path_at(&span)
                 .map(|p| p.to_string())
-                .or_else(|| span.as_ref().and_then(|s| locator.key_on_line(s.start)));
-            located(span, key, e.message().trim().to_owned())
+                .or_else(|| locator.key_on_line(span.start));
+            located(Some(span), key, message)
         })?;
         validate::validate(raw, file).map_err(|(path, message)| {
             located(locator.span_of(&path), Some(path.to_string()), message)

@@ -15,6 +15,19 @@ use super::*;
 
 type Invalid = (KeyPath, String);
 
+/// Upper bounds on durations. Beyond them a value is a typo rather than a policy (`"10000y"`),
+/// and the scheduler's and the alerts' clock arithmetic need a bound to be safe.
+///
+/// A stage timeout: Postfix waits at most 5 minutes for a reply; an hour is far beyond it.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The interval between probes of one connector: a month.
+const MAX_INTERVAL: Duration = Duration::from_secs(30 * 86_400);
+/// How early a certificate's expiry is reported: ten years, longer than any public CA issues.
+const MAX_EXPIRY_WARNING: Duration = Duration::from_secs(3650 * 86_400);
+/// `message_expiration` and `queue_alert_after`: 90 days, the largest `MessageExpiration`
+/// Exchange Server accepts (Exchange Online's is at most a few days).
+const MAX_QUEUE_TIME: Duration = Duration::from_secs(90 * 86_400);
+
 const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
     dns: Duration::from_secs(10),
     connect: Duration::from_secs(30),
@@ -85,9 +98,18 @@ fn merge(base: &Settings, raw: &RawSettings, at: &KeyPath) -> Result<Settings, I
     Ok(Settings {
         helo_name,
         port: raw.port.unwrap_or(base.port),
-        interval: positive(raw.interval, base.interval, at.key("interval"))?,
+        interval: bounded(
+            raw.interval,
+            base.interval,
+            at.key("interval"),
+            MAX_INTERVAL,
+        )?,
         tls: raw.tls.unwrap_or(base.tls),
-        expiry_warning: raw.expiry_warning.map_or(base.expiry_warning, |d| d.0),
+        expiry_warning: at_most(
+            raw.expiry_warning.map_or(base.expiry_warning, |d| d.0),
+            at.key("expiry_warning"),
+            MAX_EXPIRY_WARNING,
+        )?,
         ip_family: raw.ip_family.unwrap_or(base.ip_family),
         certificate_failure_code: raw
             .certificate_failure_code
@@ -125,20 +147,40 @@ fn bound(raw: Option<usize>, base: usize, default: usize) -> usize {
 fn timeouts(base: &Timeouts, raw: Option<&RawTimeouts>, at: &KeyPath) -> Result<Timeouts, Invalid> {
     let Some(raw) = raw else { return Ok(*base) };
     Ok(Timeouts {
-        dns: positive(raw.dns, base.dns, at.key("dns"))?,
-        connect: positive(raw.connect, base.connect, at.key("connect"))?,
-        banner: positive(raw.banner, base.banner, at.key("banner"))?,
-        command: positive(raw.command, base.command, at.key("command"))?,
-        tls: positive(raw.tls, base.tls, at.key("tls"))?,
+        dns: bounded(raw.dns, base.dns, at.key("dns"), MAX_TIMEOUT)?,
+        connect: bounded(raw.connect, base.connect, at.key("connect"), MAX_TIMEOUT)?,
+        banner: bounded(raw.banner, base.banner, at.key("banner"), MAX_TIMEOUT)?,
+        command: bounded(raw.command, base.command, at.key("command"), MAX_TIMEOUT)?,
+        tls: bounded(raw.tls, base.tls, at.key("tls"), MAX_TIMEOUT)?,
     })
 }
 
-fn positive(raw: Option<RawDuration>, base: Duration, at: KeyPath) -> Result<Duration, Invalid> {
+/// A duration longer than zero and at most `max`; `base` when the file does not set it.
+fn bounded(
+    raw: Option<RawDuration>,
+    base: Duration,
+    at: KeyPath,
+    max: Duration,
+) -> Result<Duration, Invalid> {
     match raw {
         Some(RawDuration(d)) if d.is_zero() => Err((at, "must be longer than zero".into())),
-        Some(RawDuration(d)) => Ok(d),
+        Some(RawDuration(d)) => at_most(d, at, max),
         None => Ok(base),
     }
+}
+
+fn at_most(d: Duration, at: KeyPath, max: Duration) -> Result<Duration, Invalid> {
+    if d > max {
+        return Err((
+            at,
+            format!(
+                "{} is too long; the most is {}",
+                super::format_duration(d),
+                super::format_duration(max)
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 /// An EHLO argument: a domain, or an address literal such as `[192.0.2.1]`.
@@ -270,15 +312,17 @@ fn daemon_config(raw: &super::raw::RawDaemon, at: &KeyPath) -> Result<DaemonConf
     };
     Ok(DaemonConfig {
         concurrency: raw.concurrency.unwrap_or(256),
-        message_expiration: positive(
+        message_expiration: bounded(
             raw.message_expiration,
             Duration::from_secs(24 * 3600),
             at.key("message_expiration"),
+            MAX_QUEUE_TIME,
         )?,
-        queue_alert_after: positive(
+        queue_alert_after: bounded(
             raw.queue_alert_after,
             Duration::from_secs(3600),
             at.key("queue_alert_after"),
+            MAX_QUEUE_TIME,
         )?,
         metrics_listen,
         state_file,

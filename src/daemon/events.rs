@@ -123,21 +123,12 @@ pub fn advance(
             });
         }
         let expires_at = if queued {
-            since
-                .checked_add(
-                    time::Duration::try_from(policy.message_expiration)
-                        .unwrap_or(time::Duration::MAX),
-                )
-                .unwrap_or(since)
+            crate::clock::later(since, policy.message_expiration)
         } else {
             since
         };
-        let imminent_from = expires_at
-            .checked_sub(
-                time::Duration::try_from(policy.imminent_before()).unwrap_or(time::Duration::ZERO),
-            )
-            .unwrap_or(expires_at);
-        if queued && now >= imminent_from && !state.raised.ndr_imminent {
+        let imminent_at = crate::clock::earlier(expires_at, policy.imminent_before());
+        if queued && now >= imminent_at && !state.raised.ndr_imminent {
             state.raised.ndr_imminent = true;
             events.push(Event::NdrImminent {
                 failing: about.clone(),

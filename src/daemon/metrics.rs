@@ -354,7 +354,7 @@ impl Metrics {
             })
             .inc();
 
-        let mut series = self.series.lock().expect("metrics lock");
+        let mut series = super::health::lock(&self.series);
         if let Some(before) = series.insert(name, now) {
             let after = &series[&v.connector];
             self.remove_stale(&before, after);
@@ -384,7 +384,7 @@ impl Metrics {
 
     /// Deletes every series of a connector that is no longer configured.
     pub fn forget(&self, connector: &str) {
-        let before = self.series.lock().expect("metrics lock").remove(connector);
+        let before = super::health::lock(&self.series).remove(connector);
         if let Some(before) = before {
             self.remove_stale(&before, &Series::default());
         }
@@ -479,7 +479,7 @@ pub async fn serve(listener: TcpListener, shared: std::sync::Arc<super::Shared>)
         let shared = shared.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let response = respond(&req, &shared.metrics, &shared.heartbeat);
+                let response = respond(&req, &shared.metrics, &shared.heartbeat, &shared.faults);
                 async move { Ok::<_, Infallible>(response) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -495,6 +495,7 @@ fn respond(
     req: &Request<Incoming>,
     metrics: &Metrics,
     heartbeat: &Heartbeat,
+    faults: &super::health::Faults,
 ) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
         Response::builder()
@@ -529,12 +530,19 @@ fn respond(
             "text/plain; version=0.0.4; charset=utf-8",
             metrics.encode_text(),
         ),
-        "/healthz" if heartbeat.fresh() => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/healthz" => reply(
+        "/healthz" if !heartbeat.fresh() => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
             "stuck: the scheduler has not ticked recently\n".into(),
         ),
+        "/healthz" => match faults.problem() {
+            None => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+            Some(problem) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("unhealthy: {problem}\n"),
+            ),
+        },
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",

@@ -4,12 +4,15 @@
 //! * [`state`]: status, code, `failing_since` per connector, persisted atomically.
 //! * [`events`]: the alert events of `interface.md`, once per transition, as JSON lines.
 //! * [`metrics`]: Prometheus `/metrics` and `/healthz`.
+//! * [`health`]: what makes `/healthz` fail besides a stuck loop; locks that a panic cannot
+//!   poison.
 //!
 //! This module holds the lifecycle: start, `SIGHUP` reload (a bad configuration keeps the
-//! old one running), `SIGTERM`/`SIGINT` shutdown with a bounded wait for in-flight probes,
-//! and systemd's readiness and watchdog notifications.
+//! old one running), `SIGTERM`/`SIGINT` shutdown with a bounded wait for in-flight probes
+//! (a second signal stops at once), and systemd's readiness and watchdog notifications.
 
 pub mod events;
+pub mod health;
 pub mod metrics;
 pub mod scheduler;
 pub mod state;
@@ -32,6 +35,7 @@ use crate::limits::Limits;
 use crate::probe::ProbeContext;
 use crate::verdict::ConnectorVerdict;
 use events::Policy;
+use health::{Faults, lock, read, write};
 use metrics::{Heartbeat, Metrics};
 use scheduler::Scheduler;
 use state::States;
@@ -70,6 +74,7 @@ impl Runtime {
 pub struct Shared {
     pub metrics: Metrics,
     pub heartbeat: Heartbeat,
+    pub faults: Faults,
     states: Mutex<States>,
     dirty: AtomicBool,
     runtime: RwLock<Runtime>,
@@ -77,16 +82,16 @@ pub struct Shared {
 
 impl Shared {
     fn probe_resources(&self) -> (Arc<ProbeContext>, Arc<Limits>) {
-        let rt = self.runtime.read().expect("runtime lock");
+        let rt = read(&self.runtime);
         (rt.ctx.clone(), rt.limits.clone())
     }
 
     /// Takes a probe's verdict: state, events, metrics.
     fn record(&self, connector: &Connector, verdict: ConnectorVerdict) {
-        let policy = self.runtime.read().expect("runtime lock").policy;
+        let policy = read(&self.runtime).policy;
         let now = OffsetDateTime::now_utc();
         let (raised, snapshot) = {
-            let mut states = self.states.lock().expect("state lock");
+            let mut states = lock(&self.states);
             let state = states.connectors.entry(connector.name.clone()).or_default();
             let raised = events::advance(
                 state,
@@ -98,6 +103,7 @@ impl Shared {
             (raised, state.clone())
         };
         self.dirty.store(true, Ordering::Release);
+        self.faults.recovered(&connector.name);
         self.metrics.record(&verdict, &snapshot);
         events::emit_probe_result(&verdict);
         for e in &raised {
@@ -110,22 +116,14 @@ impl Shared {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return;
         }
-        let Some(path) = self
-            .runtime
-            .read()
-            .expect("runtime lock")
-            .state_file
-            .clone()
-        else {
+        let Some(path) = read(&self.runtime).state_file.clone() else {
             return;
         };
-        let shared = self.clone();
+        // The lock is held to serialise only; the disk is written without it.
+        let bytes = lock(&self.states).to_bytes();
         let saved = tokio::task::spawn_blocking(move || {
-            shared
-                .states
-                .lock()
-                .expect("state lock")
-                .save(&path)
+            bytes
+                .and_then(|b| state::save_bytes(&path, &b))
                 .map_err(|e| (path, e))
         })
         .await
@@ -154,13 +152,15 @@ pub enum LogFormat {
     Text,
 }
 
-/// Logs go to stdout, ready for journald or a log shipper.
+/// Logs go to stdout, ready for journald or a log shipper; a closed stdout is reported once
+/// (see [`crate::output::LogStdout`]). Text has colours only on a terminal.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
+        .with_writer(crate::output::LogStdout)
+        .with_ansi(crate::output::stdout_is_terminal())
         .with_target(false);
     let _ = match format {
         // Without the target, a `target` event field cannot collide with tracing's own.
@@ -199,7 +199,7 @@ pub async fn run(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             tracing::error!(event = "config_invalid", error = %e, "{e}");
             return ExitCode::from(3);
         }
@@ -212,15 +212,19 @@ pub async fn run(path: &Path) -> ExitCode {
         tracing::warn!(event = "state_load_failed", error = %p, "{p}");
     }
     states.retain(&names(&config));
+    for said in states.clamp_future_dates(OffsetDateTime::now_utc()) {
+        tracing::warn!(event = "state_date_clamped", "{said}");
+    }
     let shared = Arc::new(Shared {
         metrics: Metrics::new(),
         heartbeat: Heartbeat::default(),
+        faults: Faults::default(),
         states: Mutex::new(states),
         dirty: AtomicBool::new(false),
         runtime: RwLock::new(Runtime::new(&config)),
     });
     shared.heartbeat.beat();
-    for (name, state) in &shared.states.lock().expect("state lock").connectors {
+    for (name, state) in &lock(&shared.states).connectors {
         shared.metrics.restore(name, state);
     }
     shared.metrics.set_connectors(config.connectors.len());
@@ -228,7 +232,7 @@ pub async fn run(path: &Path) -> ExitCode {
     let mut http = match bind_metrics(config.daemon.metrics_listen, &shared).await {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             tracing::error!(event = "metrics_listen_failed", error = %e, "{e}");
             return ExitCode::from(1);
         }
@@ -238,7 +242,7 @@ pub async fn run(path: &Path) -> ExitCode {
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        eprintln!("error: cannot install signal handlers");
+        crate::say!("error: cannot install signal handlers");
         return ExitCode::from(1);
     };
 
@@ -292,7 +296,11 @@ pub async fn run(path: &Path) -> ExitCode {
         grace_seconds = SHUTDOWN_GRACE.as_secs(),
         "stopping: waiting for in-flight probes"
     );
-    let abandoned = scheduler.shutdown(SHUTDOWN_GRACE).await;
+    let abandoned = tokio::select! {
+        n = scheduler.shutdown(SHUTDOWN_GRACE) => n,
+        _ = term.recv() => return stop_now(),
+        _ = int.recv() => return stop_now(),
+    };
     if let Some((_, task)) = http.take() {
         task.abort();
     }
@@ -303,6 +311,18 @@ pub async fn run(path: &Path) -> ExitCode {
         "stopped"
     );
     ExitCode::SUCCESS
+}
+
+/// A second `SIGTERM` or `SIGINT` during the grace period: the operator wants out now. The
+/// in-flight probes are abandoned and the state is not written again (it was at most
+/// [`FLUSH_EVERY`] old), so a hung disk cannot hold the exit either.
+fn stop_now() -> ExitCode {
+    tracing::warn!(
+        event = "daemon_stopped",
+        forced = true,
+        "a second signal: stopped without waiting for in-flight probes"
+    );
+    ExitCode::from(1)
 }
 
 fn names(config: &Config) -> BTreeSet<&str> {
@@ -341,7 +361,7 @@ async fn reload(
                 }
             }
             {
-                let mut rt = shared.runtime.write().expect("runtime lock");
+                let mut rt = write(&shared.runtime);
                 let concurrency = rt.concurrency;
                 let limits = rt.limits.clone();
                 *rt = Runtime::new(&new);
@@ -351,13 +371,10 @@ async fn reload(
                 }
             }
             let (changes, removed) = scheduler.apply(&new.connectors);
-            shared
-                .states
-                .lock()
-                .expect("state lock")
-                .retain(&names(&new));
+            lock(&shared.states).retain(&names(&new));
             for name in &removed {
                 shared.metrics.forget(name);
+                shared.faults.forget(name);
             }
             shared.metrics.set_connectors(new.connectors.len());
             shared.metrics.reloaded(true);

@@ -5,17 +5,23 @@
 //! name, so a restart keeps each connector's phase) to avoid a thundering herd. Global
 //! [`Limits`](crate::limits::Limits) bound the probes in flight, and a probe waiting on a dead
 //! server makes way for the others; every probe is itself bounded by its timeouts, so a
-//! connector whose servers hang delays only itself.
+//! connector whose servers hang delays only itself. A task that panics anyway is logged and
+//! restarted (see [`supervise`]), and `/healthz` fails until its connector probes again.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::Shared;
+use super::health::Faults;
 use crate::config::Connector;
 use crate::probe::probe_connector_in;
 
@@ -64,11 +70,14 @@ impl Scheduler {
                 Some(_) => changes.changed += 1,
                 None => changes.added += 1,
             }
-            let handle = tokio::spawn(run_connector(
-                self.shared.clone(),
-                c.clone(),
-                self.stop.subscribe(),
-            ));
+            let (shared, connector, stop) = (self.shared.clone(), c.clone(), self.stop.subscribe());
+            let handle = tokio::spawn(async move {
+                let faults = &shared.faults;
+                supervise(&connector.name, faults, stop.clone(), || {
+                    run_connector(shared.clone(), connector.clone(), stop.clone())
+                })
+                .await
+            });
             if let Some((_, old)) = self.tasks.insert(c.name.clone(), (c.clone(), handle)) {
                 old.abort();
             }
@@ -105,9 +114,47 @@ pub fn first_run_offset(name: &str, interval: Duration) -> Duration {
     interval.mul_f64((hash % 10_000) as f64 / 10_000.0)
 }
 
+/// How long a panicked task waits before it runs again, so a panic on every probe cannot
+/// spin.
+const RESTART_AFTER: Duration = Duration::from_secs(1);
+
+/// Runs `task` again whenever it panics, until it returns or `stop` is set. Each panic is
+/// logged and marks `name` as a fault in `faults`; the task clears it when it recovers.
+pub async fn supervise<F, Fut>(
+    name: &str,
+    faults: &Faults,
+    mut stop: watch::Receiver<bool>,
+    mut task: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        let Err(panic) = AssertUnwindSafe(task()).catch_unwind().await else {
+            return;
+        };
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic without a message");
+        faults.crashed(name);
+        tracing::error!(
+            event = "task_panicked",
+            connector = name,
+            error = why,
+            "the task of {name} panicked ({why}); restarting it"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(RESTART_AFTER) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 async fn run_connector(shared: Arc<Shared>, connector: Connector, mut stop: watch::Receiver<bool>) {
     let interval = connector.settings.interval;
-    let mut next = Instant::now() + first_run_offset(&connector.name, interval);
+    let mut next = crate::clock::deadline(first_run_offset(&connector.name, interval));
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
@@ -126,7 +173,10 @@ async fn run_connector(shared: Arc<Shared>, connector: Connector, mut stop: watc
         shared.record(&connector, verdict);
         // A probe that overran its interval is followed at once by the next, not by a burst
         // of the missed ones.
-        next = (started + interval).max(Instant::now());
+        next = started
+            .checked_add(interval)
+            .unwrap_or_else(|| crate::clock::deadline(interval))
+            .max(Instant::now());
         if *stop.borrow() {
             return;
         }
@@ -136,6 +186,55 @@ async fn run_connector(shared: Arc<Shared>, connector: Connector, mut stop: watc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_task_is_restarted_and_a_fault_until_it_recovers() {
+        let faults = Faults::default();
+        let runs = AtomicUsize::new(0);
+        let (stop, stopped) = watch::channel(false);
+        let watched = async {
+            // The task is restarted after RESTART_AFTER; by then the fault is visible.
+            tokio::time::sleep(RESTART_AFTER / 2).await;
+            let problem = faults.problem().expect("unhealthy after the panic");
+            assert!(problem.contains("contoso"), "{problem}");
+        };
+        let supervised = supervise("contoso", &faults, stopped, || {
+            let n = runs.fetch_add(1, Ordering::SeqCst);
+            let faults = &faults;
+            async move {
+                if n == 0 {
+                    panic!("overflow when adding durations");
+                }
+                faults.recovered("contoso");
+            }
+        });
+        tokio::join!(supervised, watched);
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "restarted once, then returned"
+        );
+        assert_eq!(faults.problem(), None, "healthy once it recovered");
+        drop(stop);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_the_restarts() {
+        let faults = Faults::default();
+        let (stop, stopped) = watch::channel(false);
+        let runs = AtomicUsize::new(0);
+        let supervised = supervise("c", &faults, stopped, || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            async { panic!("always") }
+        });
+        let stopper = async {
+            tokio::time::sleep(RESTART_AFTER * 3 + RESTART_AFTER / 2).await;
+            let _ = stop.send(true);
+        };
+        tokio::join!(supervised, stopper);
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+    }
 
     #[test]
     fn first_runs_spread_over_the_interval() {

@@ -277,7 +277,7 @@ pub async fn run(json: bool) -> ExitCode {
     let lab = match Lab::start(|_| true).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: cannot start the lab on loopback: {e}");
+            crate::say!("error: cannot start the lab on loopback: {e}");
             return ExitCode::from(3);
         }
     };
@@ -286,25 +286,28 @@ pub async fn run(json: bool) -> ExitCode {
         .iter()
         .filter(|(def, v)| !matches_expectation(def, v))
         .count();
-    if json {
+    let text = if json {
         let verdicts: Vec<&ConnectorVerdict> = results.iter().map(|(_, v)| v).collect();
-        println!(
-            "{}",
+        format!(
+            "{}\n",
             serde_json::to_string_pretty(&verdicts).expect("verdicts serialize")
-        );
+        )
+    } else if mismatches == 0 {
+        format!(
+            "{}\nall {} cases produced the status and code classification.md gives.\n",
+            table(&results),
+            results.len()
+        )
     } else {
-        print!("{}", table(&results));
-        if mismatches == 0 {
-            println!(
-                "\nall {} cases produced the status and code classification.md gives.",
-                results.len()
-            );
-        } else {
-            println!(
-                "\n{mismatches} of {} cases did NOT produce what the spec gives.",
-                results.len()
-            );
-        }
+        format!(
+            "{}\n{mismatches} of {} cases did NOT produce what the spec gives.\n",
+            table(&results),
+            results.len()
+        )
+    };
+    if let Err(e) = crate::output::print(&text) {
+        crate::say!("error: cannot write the demo's report: {e}");
+        return ExitCode::from(3);
     }
     if mismatches == 0 {
         ExitCode::SUCCESS

@@ -78,7 +78,7 @@ pub fn connectors(text: &str) -> Result<Vec<Result<ExchangeConnector, Finding>>,
     if text.trim().is_empty() {
         return Err(ImportError::Empty);
     }
-    let value: Value = serde_json::from_str(text).map_err(ImportError::NotJson)?;
+    let value: Value = super::strict::parse(text).map_err(ImportError::NotJson)?;
     let items = match json::unwrap(&value) {
         Value::Array(items) if items.is_empty() => return Err(ImportError::Empty),
         Value::Array(items) => items.iter().collect(),

@@ -14,6 +14,7 @@ mod json;
 mod map;
 mod names;
 mod render;
+mod strict;
 
 use std::fmt;
 use std::io::Write;
@@ -263,17 +264,9 @@ pub fn write_config(path: &Path, text: &str, force: bool) -> Result<(), ImportEr
             })?;
         return file.write_all(text.as_bytes()).map_err(failed);
     }
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = path.with_file_name(format!(".{name}.import"));
-    std::fs::write(&temporary, text).map_err(failed)?;
     // Keep the mode of the file being replaced (a configuration may be readable by few).
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&temporary, meta.permissions());
-    }
-    std::fs::rename(&temporary, path).map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
-        failed(e)
-    })
+    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
+    crate::files::replace(path, text.as_bytes(), permissions).map_err(failed)
 }
 
 #[cfg(test)]

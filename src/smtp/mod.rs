@@ -10,19 +10,6 @@ pub use command::Command;
 pub use reply::{Lenience, Parsed, Reply, ReplyError, ReplyParser};
 pub use stream::{ReadError, SmtpStream};
 
-/// Renders bytes for a report: printable ASCII as is, everything else escaped, so a hostile
-/// banner cannot inject terminal escapes or fake log lines.
-pub fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            b'\t' => out.push_str("\\t"),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    out
-}
+/// Replies are rendered with the crate's one escape, so a hostile banner cannot inject terminal
+/// escapes or fake log lines.
+pub use crate::escape::escape;

@@ -16,14 +16,14 @@ use crate::peers::support::{Need, available, tool_path};
 use crate::util::binary;
 
 /// A running `connector-probe run`, its stdout read line by line.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     lines: Receiver<String>,
     seen: Vec<Value>,
 }
 
 impl Daemon {
-    fn start(config: &Path) -> Daemon {
+    pub(crate) fn start(config: &Path) -> Daemon {
         let mut child = Command::new(binary())
             .args(["run", "--config", config.to_str().unwrap()])
             .env_remove("NOTIFY_SOCKET")
@@ -50,7 +50,12 @@ impl Daemon {
 
     /// Waits for an event line for which `pred` holds; every line must be a JSON object
     /// with `timestamp`, `level` and `event`.
-    fn wait(&mut self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait(
+        &mut self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -74,20 +79,20 @@ impl Daemon {
         }
     }
 
-    fn event(&mut self, name: &str, connector: &str, within: Duration) -> Value {
+    pub(crate) fn event(&mut self, name: &str, connector: &str, within: Duration) -> Value {
         self.wait(&format!("{name} for {connector}"), within, |v| {
             v["event"] == name && v["connector"] == connector
         })
     }
 
-    fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
         let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
         assert_eq!(rc, 0, "kill failed");
     }
 
     /// SIGTERM, then the exit status, which must come within `within`.
-    fn stop(mut self, within: Duration) -> (i32, Duration, Vec<Value>) {
+    pub(crate) fn stop(mut self, within: Duration) -> (i32, Duration, Vec<Value>) {
         let t0 = Instant::now();
         self.signal(libc::SIGTERM);
         loop {
@@ -116,7 +121,7 @@ impl Drop for Daemon {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -125,7 +130,7 @@ fn free_port() -> u16 {
 }
 
 /// A daemon configuration with short timers.
-fn config(dir: &Path, metrics: u16, connectors: &str) -> PathBuf {
+pub(crate) fn config(dir: &Path, metrics: u16, connectors: &str) -> PathBuf {
     let text = format!(
         r#"
 [defaults]
@@ -156,7 +161,7 @@ message_expiration = "1h"
     path
 }
 
-fn smart(name: &str, addr: SocketAddr) -> String {
+pub(crate) fn smart(name: &str, addr: SocketAddr) -> String {
     format!(
         "[[connector]]\nname = \"{name}\"\nsmart_hosts = [\"{addr}\"]\ntls = \"certificate-validation\"\n"
     )
@@ -170,18 +175,18 @@ async fn healthy_server(pki: &Pki, addr: Option<SocketAddr>) -> SmtpServer {
     }
 }
 
-fn lab_dir(pki: &Pki) -> tempfile::TempDir {
+pub(crate) fn lab_dir(pki: &Pki) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("root.pem"), &pki.root.pem).unwrap();
     dir
 }
 
 /// Blocking work (reading the daemon) off the runtime that runs the lab servers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_stops_and_starts_again_state_change_and_recovery() {
@@ -508,7 +513,7 @@ async fn metrics_scrape_is_valid_prometheus_text() {
 }
 
 /// GET over plain TCP, so the test depends on no HTTP client.
-fn scrape(port: u16, path: &str) -> String {
+pub(crate) fn scrape(port: u16, path: &str) -> String {
     get(port, path, "")
 }
 

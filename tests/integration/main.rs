@@ -10,6 +10,8 @@
 //!   (the same checks the fuzz targets in `fuzz/` make).
 //! * `cli`: the binary itself: exit codes, JSON, configuration errors.
 //! * `daemon`: `run` as a process: events, state, reload, signals, metrics, systemd notify.
+//! * `hardening`: closed pipes and stdout, a second SIGTERM, forged state dates and certificate
+//!   text, duplicate keys and planted links in an import, a full disk (issue 13).
 //! * `import`: `import exchange` on PowerShell exports.
 //! * `peers`: real third-party peers (Postfix, smtp-sink, dnsmasq, iptables) against the binary.
 
@@ -17,6 +19,7 @@ mod classification;
 mod cli;
 mod daemon;
 mod details;
+mod hardening;
 mod hostile;
 mod import;
 mod invariants;
