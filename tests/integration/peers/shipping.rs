@@ -1,10 +1,16 @@
 //! Alerting through log shipping, end to end: the daemon's events in a file, as a container's
-//! stdout on a volume leaves them, read by a real `rsyslogd` running the shipped
-//! `config/rsyslog/connector-probe.conf` (its `/var/log/connector-probe/` paths pointed at a
-//! temporary directory, nothing else changed). A lab server fails and recovers; the daemon and
-//! rsyslog are each restarted in the middle; the alert file must hold exactly one line per
-//! transition and the archive every other line, whole and once.
+//! stdout on a volume leaves them, read by a real shipper running the shipped configuration
+//! (`config/rsyslog/connector-probe.conf` in `rsyslogd`, `config/syslog-ng/connector-probe.conf`
+//! in `syslog-ng`), its `/var/log/connector-probe/` paths pointed at a temporary directory and
+//! nothing else changed. A lab server fails and recovers; the daemon and the shipper are each
+//! restarted in the middle; the alert file must hold exactly one line per transition and the
+//! archive every other line, whole and once.
+//!
+//! syslog-ng-core and rsyslog conflict in Debian (each is the system log daemon), so CI keeps
+//! rsyslog installed and unpacks syslog-ng-core beside it; `CONNECTOR_PROBE_SYSLOG_NG_ROOT`
+//! names the directory it was unpacked into. Without it, a `syslog-ng` on the `PATH` is used.
 
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -21,9 +27,11 @@ use crate::util::binary;
 
 /// The directory the shipped configuration reads and writes in; the test replaces it.
 const SHIPPED_DIR: &str = "/var/log/connector-probe/";
+/// Where CI unpacked the syslog-ng-core package.
+const SYSLOG_NG_ROOT: &str = "CONNECTOR_PROBE_SYSLOG_NG_ROOT";
 /// How long any one thing may take to show up (a debug build on a busy two-core machine).
 const WAIT: Duration = Duration::from_secs(30);
-/// The line rsyslog cuts at by default is 8 KiB; this one is longer than the common 64 KiB.
+/// rsyslog cuts lines at 8 KiB by default, syslog-ng at 64 KiB; this one is longer.
 const LONG_LINE: usize = 70 * 1024;
 
 /// A child process, killed and reaped on drop unless it was stopped first; its stderr (and
@@ -107,6 +115,12 @@ struct Lab {
 }
 
 impl Lab {
+    fn new() -> Lab {
+        Lab {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -131,46 +145,31 @@ impl Lab {
         read_lines(&self.events())
     }
 
-    /// The shipped rsyslog configuration with its paths in this directory, included from a
-    /// main file that gives rsyslog a work directory of its own, as /etc/rsyslog.conf does.
-    fn rsyslog_config(&self) -> PathBuf {
-        let shipped_path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rsyslog/connector-probe.conf");
+    /// The shipped configuration `config/<relative>` with its paths in this directory.
+    fn shipped_config(&self, relative: &str) -> PathBuf {
+        let shipped_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join(relative);
         let shipped = std::fs::read_to_string(&shipped_path).expect("read the shipped config");
         for file in ["events.jsonl", "alerts.log", "archive.jsonl"] {
-            let setting = format!("file=\"{SHIPPED_DIR}{file}\"");
             assert!(
-                shipped.contains(&setting),
-                "the shipped config has {setting}"
+                shipped.contains(&format!("\"{SHIPPED_DIR}{file}\"")),
+                "{relative} names {SHIPPED_DIR}{file}"
             );
         }
         let here = format!("{}/", self.dir.path().display());
         let conf = self.path("connector-probe.conf");
         std::fs::write(&conf, shipped.replace(SHIPPED_DIR, &here)).unwrap();
-        let work = self.path("rsyslog-work");
-        std::fs::create_dir_all(&work).unwrap();
-        let main = self.path("rsyslog.conf");
-        std::fs::write(
-            &main,
-            format!(
-                "global(workDirectory=\"{}\")\ninclude(file=\"{}\")\n",
-                work.display(),
-                conf.display()
-            ),
-        )
-        .unwrap();
-        main
+        conf
     }
 
-    fn start_rsyslog(&self, main: &Path) -> Process {
-        let mut cmd = Command::new(tool_path("rsyslogd"));
-        // -n: in the foreground; -i: a pid file of its own, not the system instance's.
-        cmd.arg("-n")
-            .arg("-f")
-            .arg(main)
-            .arg("-i")
-            .arg(self.path("rsyslogd.pid"));
-        Process::spawn("rsyslogd", cmd, self.path("rsyslogd.log"), None)
+    fn start_shipper(&self, shipper: &Shipper) -> Process {
+        Process::spawn(
+            shipper.name,
+            shipper.command(),
+            self.path("shipper.log"),
+            None,
+        )
     }
 
     fn start_daemon(&self, config: &Path) -> Process {
@@ -213,15 +212,148 @@ impl Lab {
             if Instant::now() >= deadline {
                 let alerts: Vec<String> = self.alerts().into_iter().map(|a| a.line).collect();
                 panic!(
-                    "no {what} within {WAIT:?}\nalerts:\n{}\nevents (tail):\n{}\nrsyslogd:\n{}\ndaemon:\n{}",
+                    "no {what} within {WAIT:?}\nalerts:\n{}\nevents (tail):\n{}\nshipper:\n{}\ndaemon:\n{}",
                     alerts.join("\n"),
                     tail(&self.events()),
-                    tail(&self.path("rsyslogd.log")),
+                    tail(&self.path("shipper.log")),
                     tail(&self.path("daemon.log"))
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// A log shipper, run in the foreground as a private instance: its own work directory and
+/// state, no system socket.
+struct Shipper {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(&'static str, OsString)>,
+}
+
+impl Shipper {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).envs(self.env.iter().cloned());
+        cmd
+    }
+
+    /// rsyslogd with the shipped configuration, included from a main file that gives it a work
+    /// directory (where imfile keeps its read position), as /etc/rsyslog.conf does.
+    fn rsyslog(lab: &Lab) -> Shipper {
+        let conf = lab.shipped_config("rsyslog/connector-probe.conf");
+        let work = lab.path("rsyslog-work");
+        std::fs::create_dir_all(&work).unwrap();
+        let main = lab.path("rsyslog.conf");
+        let text = format!(
+            "global(workDirectory=\"{}\")\ninclude(file=\"{}\")\n",
+            work.display(),
+            conf.display()
+        );
+        std::fs::write(&main, text).unwrap();
+        // -n: in the foreground; -i: a pid file of its own, not the system instance's.
+        let args = vec![
+            "-n".into(),
+            "-f".into(),
+            main.into(),
+            "-i".into(),
+            lab.path("rsyslogd.pid").into(),
+        ];
+        Shipper {
+            name: "rsyslogd",
+            program: tool_path("rsyslogd"),
+            args,
+            env: Vec::new(),
+        }
+    }
+
+    /// syslog-ng with the shipped configuration, included from a main file that declares the
+    /// configuration version of the binary, as /etc/syslog-ng/syslog-ng.conf does. Its read
+    /// position is kept in its persist file.
+    fn syslog_ng(lab: &Lab, install: &SyslogNg) -> Shipper {
+        let conf = lab.shipped_config("syslog-ng/connector-probe.conf");
+        let mut probe = install.command();
+        let version = probe
+            .arg("--version")
+            .output()
+            .expect("syslog-ng --version");
+        let version = String::from_utf8_lossy(&version.stdout)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Config version:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .expect("syslog-ng --version gives its config version");
+        let main = lab.path("syslog-ng.conf");
+        let text = format!("@version: {version}\n@include \"{}\"\n", conf.display());
+        std::fs::write(&main, text).unwrap();
+        let mut args = install.args.clone();
+        // -F: in the foreground; no capabilities to drop; persist file, pid file and control
+        // socket of its own, not the system instance's.
+        args.extend([
+            OsString::from("-F"),
+            "--no-caps".into(),
+            "-f".into(),
+            main.into(),
+        ]);
+        for (flag, file) in [
+            ("-R", "syslog-ng.persist"),
+            ("-p", "syslog-ng.pid"),
+            ("-c", "syslog-ng.ctl"),
+        ] {
+            args.extend([flag.into(), lab.path(file).into()]);
+        }
+        Shipper {
+            name: "syslog-ng",
+            program: install.program.clone(),
+            args,
+            env: install.env.clone(),
+        }
+    }
+}
+
+/// Where syslog-ng is: installed, or unpacked from its Debian package.
+struct SyslogNg {
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(&'static str, OsString)>,
+}
+
+impl SyslogNg {
+    /// The unpacked package under `$CONNECTOR_PROBE_SYSLOG_NG_ROOT`, else a `syslog-ng` on the
+    /// `PATH`; `None` (after saying "SKIPPED") when there is neither.
+    fn find() -> Option<SyslogNg> {
+        let Some(root) = std::env::var_os(SYSLOG_NG_ROOT).map(PathBuf::from) else {
+            return available("syslog-ng shipping", &[Need::Tool("syslog-ng")]).then(|| SyslogNg {
+                program: tool_path("syslog-ng"),
+                args: Vec::new(),
+                env: Vec::new(),
+            });
+        };
+        let libs = root.join("usr/lib/syslog-ng");
+        let modules = std::fs::read_dir(&libs)
+            .unwrap_or_else(|e| panic!("{SYSLOG_NG_ROOT}: {}: {e}", libs.display()))
+            .map(|e| e.unwrap().path())
+            .find(|p| p.join("libjson-plugin.so").is_file())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{SYSLOG_NG_ROOT}: no module directory in {}",
+                    libs.display()
+                )
+            });
+        Some(SyslogNg {
+            program: root.join("usr/sbin/syslog-ng"),
+            args: vec![format!("--module-path={}", modules.display()).into()],
+            env: vec![("LD_LIBRARY_PATH", libs.into())],
+        })
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).envs(self.env.iter().cloned());
+        cmd
     }
 }
 
@@ -365,23 +497,36 @@ async fn rsyslog_ships_one_alert_per_transition_across_restarts() {
     if !available("rsyslog shipping", &[Need::Tool("rsyslogd")]) {
         return;
     }
-    let lab = Lab {
-        dir: tempfile::tempdir().unwrap(),
+    let lab = Lab::new();
+    let shipper = Shipper::rsyslog(&lab);
+    failing_and_recovering_across_restarts(lab, shipper).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn syslog_ng_ships_one_alert_per_transition_across_restarts() {
+    let Some(install) = SyslogNg::find() else {
+        return;
     };
+    let lab = Lab::new();
+    let shipper = Shipper::syslog_ng(&lab, &install);
+    failing_and_recovering_across_restarts(lab, shipper).await;
+}
+
+/// The scenario both shippers go through; see the module's documentation.
+async fn failing_and_recovering_across_restarts(lab: Lab, shipper: Shipper) {
     let pki = Pki::new();
     std::fs::write(lab.path("root.pem"), &pki.root.pem).unwrap();
     let server = healthy_server(&pki, None).await;
     let addr = server.addr;
     let config = daemon_config(&lab, addr);
-    let rsyslog_conf = lab.rsyslog_config();
 
-    let mut rsyslog = lab.start_rsyslog(&rsyslog_conf);
+    let mut shipping = lab.start_shipper(&shipper);
     let mut daemon = lab.start_daemon(&config);
 
     // Healthy: the first state change (unknown -> ok) is not an alert; it goes to the archive.
     lab.wait_for(
         "onprem ok in the archive",
-        &mut [&mut rsyslog, &mut daemon],
+        &mut [&mut shipping, &mut daemon],
         |l| {
             archived(l, "state_change", "onprem")
                 .into_iter()
@@ -394,9 +539,11 @@ async fn rsyslog_ships_one_alert_per_transition_across_restarts() {
     // The server goes away: connection refused, one failing alert.
     drop(server);
     let failing = lab
-        .wait_for("the failing alert", &mut [&mut rsyslog, &mut daemon], |l| {
-            find(&l.alerts(), "failing", "onprem")
-        })
+        .wait_for(
+            "the failing alert",
+            &mut [&mut shipping, &mut daemon],
+            |l| find(&l.alerts(), "failing", "onprem"),
+        )
         .await;
     assert_eq!(
         failing.field("code"),
@@ -420,7 +567,7 @@ async fn rsyslog_ships_one_alert_per_transition_across_restarts() {
     let since = failing.field("since").expect("since").to_owned();
 
     // The daemon restarts mid-episode, appending to the same file. While it is down, a line
-    // longer than 64 KiB is appended too (rsyslog's default would cut it at 8 KiB).
+    // longer than 64 KiB is appended too (rsyslog cuts at 8 KiB by default, syslog-ng at 64).
     assert!(
         daemon.terminate().await.success(),
         "SIGTERM is a clean exit"
@@ -444,7 +591,7 @@ async fn rsyslog_ships_one_alert_per_transition_across_restarts() {
     // The restarted daemon carries on: the queue alert comes once, from the same episode, and
     // the failing alert is not repeated.
     let queue = lab
-        .wait_for("the queue alert", &mut [&mut rsyslog, &mut daemon], |l| {
+        .wait_for("the queue alert", &mut [&mut shipping, &mut daemon], |l| {
             find(&l.alerts(), "queue_alert", "onprem")
         })
         .await;
@@ -452,7 +599,7 @@ async fn rsyslog_ships_one_alert_per_transition_across_restarts() {
     assert_eq!(queue.field("since"), Some(since.as_str()), "{}", queue.line);
     lab.wait_for(
         "two probes by the restarted daemon",
-        &mut [&mut rsyslog, &mut daemon],
+        &mut [&mut shipping, &mut daemon],
         |l| {
             let started = l
                 .archive()
@@ -471,11 +618,12 @@ async fn rsyslog_ships_one_alert_per_transition_across_restarts() {
     )
     .await;
 
-    // rsyslog stops; the server comes back while it is down, and the recovery is written to
+    // The shipper stops; the server comes back while it is down, and the recovery is written to
     // the file with nobody reading it.
     assert!(
-        rsyslog.terminate().await.success(),
-        "rsyslogd stops cleanly"
+        shipping.terminate().await.success(),
+        "{} stops cleanly",
+        shipper.name
     );
     let _server = healthy_server(&pki, Some(addr)).await;
     lab.wait_for("the recovery in the event file", &mut [&mut daemon], |l| {
@@ -485,13 +633,13 @@ async fn rsyslog_ships_one_alert_per_transition_across_restarts() {
             .then_some(())
     })
     .await;
-    // rsyslog starts again from its saved position: the recovery comes out, nothing before it
+    // The shipper starts again from its saved position: the recovery comes out, nothing before it
     // again.
-    let mut rsyslog = lab.start_rsyslog(&rsyslog_conf);
+    let mut shipping = lab.start_shipper(&shipper);
     let recovered = lab
         .wait_for(
             "the recovery alert",
-            &mut [&mut rsyslog, &mut daemon],
+            &mut [&mut shipping, &mut daemon],
             |l| find(&l.alerts(), "recovered", "onprem"),
         )
         .await;
@@ -506,11 +654,11 @@ async fn rsyslog_ships_one_alert_per_transition_across_restarts() {
     // Everything written has been read: every line is in exactly one of the two outputs.
     assert!(daemon.terminate().await.success());
     let written = lab.event_lines().len();
-    lab.wait_for("every line shipped", &mut [&mut rsyslog], |l| {
+    lab.wait_for("every line shipped", &mut [&mut shipping], |l| {
         (l.alerts().len() + l.archive().len() >= written).then_some(())
     })
     .await;
-    assert!(rsyslog.terminate().await.success());
+    assert!(shipping.terminate().await.success());
 
     let alerts = lab.alerts();
     for kind in ["failing", "queue_alert", "recovered"] {
