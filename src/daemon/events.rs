@@ -174,12 +174,8 @@ pub fn emit_probe_result(v: &ConnectorVerdict) {
             )
         })
         .collect();
-    if let Some(more) = v
-        .targets
-        .len()
-        .checked_sub(PROBE_RESULT_TARGETS)
-        .filter(|&n| n > 0)
-    {
+    let more = v.targets.len().saturating_sub(PROBE_RESULT_TARGETS);
+    if more > 0 {
         targets.push(format!("and {more} more"));
     }
     tracing::info!(

@@ -512,6 +512,40 @@ async fn syslog_ng_ships_one_alert_per_transition_across_restarts() {
     failing_and_recovering_across_restarts(lab, shipper).await;
 }
 
+/// The journald variant cannot run here (no systemd as PID 1), but rsyslogd can check it, with
+/// imjournal loaded as on RHEL and the routing it calls.
+#[test]
+fn rsyslog_accepts_the_journald_variant() {
+    if !available("rsyslog journald variant", &[Need::Tool("rsyslogd")]) {
+        return;
+    }
+    let lab = Lab::new();
+    let routing = lab.shipped_config("rsyslog/connector-probe.conf");
+    let variant =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rsyslog/connector-probe-journald.conf");
+    let main = lab.path("rsyslog.conf");
+    let text = format!(
+        "global(workDirectory=\"{}\")\nmodule(load=\"imjournal\" StateFile=\"imjournal.state\")\n\
+         include(file=\"{}\")\ninclude(file=\"{}\")\n",
+        lab.dir.path().display(),
+        variant.display(),
+        routing.display()
+    );
+    std::fs::write(&main, text).unwrap();
+    let out = Command::new(tool_path("rsyslogd"))
+        .arg("-N1")
+        .arg("-f")
+        .arg(&main)
+        .output()
+        .expect("rsyslogd runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !said.contains("error"),
+        "rsyslogd -N1: {}\n{said}",
+        out.status
+    );
+}
+
 /// The scenario both shippers go through; see the module's documentation.
 async fn failing_and_recovering_across_restarts(lab: Lab, shipper: Shipper) {
     let pki = Pki::new();
