@@ -4,7 +4,8 @@
 //! in `syslog-ng`), its `/var/log/connector-probe/` paths pointed at a temporary directory and
 //! nothing else changed. A lab server fails and recovers; the daemon and the shipper are each
 //! restarted in the middle; the alert file must hold exactly one line per transition and the
-//! archive every other line, whole and once.
+//! archive every other line, whole and once. Between the daemon's lines the test writes a line
+//! longer than 64 KiB and an alert wrapped as Docker's json-file log driver writes it.
 //!
 //! syslog-ng-core and rsyslog conflict in Debian (each is the system log daemon), so CI keeps
 //! rsyslog installed and unpacks syslog-ng-core beside it; `CONNECTOR_PROBE_SYSLOG_NG_ROOT`
@@ -396,10 +397,20 @@ impl Alert {
     }
 }
 
+/// The event on `line`, unwrapped from Docker's json-file format (`{"log":"<line>\n",…}`)
+/// if need be.
+fn event(line: &str) -> Option<Value> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    match v["log"].as_str() {
+        Some(inner) if v.get("event").is_none() => serde_json::from_str(inner).ok(),
+        _ => Some(v),
+    }
+}
+
 /// What the shipped configuration calls the event on `line`, if it is an alert: its
 /// documented routing, restated as the oracle of this test.
 fn alert_kind(line: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(line).ok()?;
+    let v = event(line)?;
     match v["event"].as_str()? {
         "state_change" if v["to"] == "failing" => Some("failing".into()),
         "state_change" if v["from"] == "failing" => Some("recovered".into()),
@@ -615,9 +626,25 @@ async fn failing_and_recovering_across_restarts(lab: Lab, shipper: Shipper) {
         "targets": "t".repeat(LONG_LINE),
     })
     .to_string();
+    // And an alert as Docker's json-file log driver writes it, which the configurations unwrap.
+    let wrapped = serde_json::json!({
+        "timestamp": "2026-01-01T00:00:01Z",
+        "level": "WARN",
+        "message": "docker: failing",
+        "event": "state_change",
+        "connector": "docker",
+        "from": "ok",
+        "to": "failing",
+        "code": "450 4.4.317",
+    });
+    let wrapped = serde_json::json!({
+        "log": format!("{wrapped}\n"),
+        "stream": "stdout",
+        "time": "2026-01-01T00:00:01.000000001Z",
+    });
     writeln!(
         OpenOptions::new().append(true).open(lab.events()).unwrap(),
-        "{long_line}"
+        "{long_line}\n{wrapped}"
     )
     .unwrap();
     let mut daemon = lab.start_daemon(&config);
@@ -695,6 +722,8 @@ async fn failing_and_recovering_across_restarts(lab: Lab, shipper: Shipper) {
     assert!(shipping.terminate().await.success());
 
     let alerts = lab.alerts();
+    let docker = find(&alerts, "failing", "docker").expect("the alert from Docker's format");
+    assert_eq!(docker.field("code"), Some("450 4.4.317"), "{}", docker.line);
     for kind in ["failing", "queue_alert", "recovered"] {
         assert_eq!(
             count(&alerts, kind, "onprem"),
@@ -709,8 +738,7 @@ async fn failing_and_recovering_across_restarts(lab: Lab, shipper: Shipper) {
         .iter()
         .filter_map(|l| {
             let kind = alert_kind(l)?;
-            let v: Value = serde_json::from_str(l).unwrap();
-            Some((v["timestamp"].as_str().unwrap().to_owned(), kind))
+            Some((event(l)?["timestamp"].as_str()?.to_owned(), kind))
         })
         .collect();
     let got_alerts: Vec<(String, String)> = alerts
