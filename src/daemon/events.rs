@@ -177,11 +177,17 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
+/// `probe_result` lists this many targets; the rest are counted. A connector can have
+/// hundreds (an MX domain whose hosts have many addresses), and a line past 64 KiB would be
+/// truncated or dropped by log shippers; 20 long host names stay well under that.
+const PROBE_RESULT_TARGETS: usize = 20;
+
 /// Writes `probe_result` for every probe.
 pub fn emit_probe_result(v: &ConnectorVerdict) {
-    let targets: Vec<String> = v
+    let mut targets: Vec<String> = v
         .targets
         .iter()
+        .take(PROBE_RESULT_TARGETS)
         .map(|t| {
             format!(
                 "{} {} {} {}",
@@ -192,6 +198,10 @@ pub fn emit_probe_result(v: &ConnectorVerdict) {
             )
         })
         .collect();
+    let more = v.targets.len().saturating_sub(PROBE_RESULT_TARGETS);
+    if more > 0 {
+        targets.push(format!("and {more} more"));
+    }
     tracing::info!(
         event = "probe_result",
         connector = %v.connector,

@@ -7,6 +7,8 @@
 //! * `sink`: Postfix's `smtp-sink` for SMTP faults.
 //! * `dnsmasq`: a real DNS server, for every DNS failure and MX routing.
 //! * `firewall`: iptables and policy-routing rules in a network namespace.
+//! * `shipping`: rsyslog reading the daemon's events with the shipped configuration, for
+//!   alerting through a log pipeline.
 //!
 //! A test whose tools (or root) are missing prints "SKIPPED: …" and passes, unless
 //! `CONNECTOR_PROBE_REQUIRE_PEERS=1`, which `.ci/run` sets after installing them.
@@ -17,5 +19,6 @@ mod compare;
 mod dnsmasq;
 mod firewall;
 mod postfix;
+mod shipping;
 mod sink;
 pub mod support;
