@@ -52,6 +52,9 @@ mod tests {
     async fn a_deadline_never_overflows() {
         let now = tokio::time::Instant::now();
         assert!(deadline(Duration::MAX) > now + Duration::from_secs(50 * 365 * 86_400));
-        assert_eq!(deadline(Duration::from_secs(5)), now + Duration::from_secs(5));
+        assert_eq!(
+            deadline(Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
     }
 }

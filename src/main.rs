@@ -14,8 +14,8 @@ use connector_probe::config::{self, Config};
 use connector_probe::daemon::{self, LogFormat};
 use connector_probe::import::{self, ImportError};
 use connector_probe::probe::{ProbeContext, probe_all};
-use connector_probe::{output, say};
 use connector_probe::{demo, report};
+use connector_probe::{output, say};
 
 /// `probe` exit code for a bad configuration, an unknown connector or an internal error.
 const UNKNOWN: u8 = 3;
@@ -295,9 +295,9 @@ fn import_exchange(file: &Path, output: Option<&Path>, force: bool) -> Result<u8
         None => {
             let text = imported.fragment(&source)?;
             output::print(&text).map_err(|source| ImportError::Write {
-                    path: PathBuf::from("standard output"),
-                    source,
-                })?;
+                path: PathBuf::from("standard output"),
+                source,
+            })?;
         }
         Some(path) => {
             let text = imported.config_file(&source)?;

@@ -97,7 +97,12 @@ fn merge(base: &Settings, raw: &RawSettings, at: &KeyPath) -> Result<Settings, I
     Ok(Settings {
         helo_name,
         port: raw.port.unwrap_or(base.port),
-        interval: bounded(raw.interval, base.interval, at.key("interval"), MAX_INTERVAL)?,
+        interval: bounded(
+            raw.interval,
+            base.interval,
+            at.key("interval"),
+            MAX_INTERVAL,
+        )?,
         tls: raw.tls.unwrap_or(base.tls),
         expiry_warning: at_most(
             raw.expiry_warning.map_or(base.expiry_warning, |d| d.0),

@@ -139,7 +139,12 @@ pub async fn supervise<F, Fut>(
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("a panic without a message");
         faults.crashed(name);
-        tracing::error!(event = "task_panicked", connector = name, error = why, "the task of {name} panicked ({why}); restarting it");
+        tracing::error!(
+            event = "task_panicked",
+            connector = name,
+            error = why,
+            "the task of {name} panicked ({why}); restarting it"
+        );
         tokio::select! {
             _ = tokio::time::sleep(RESTART_AFTER) => {}
             _ = stop.changed() => return,
@@ -205,7 +210,11 @@ mod tests {
             }
         });
         tokio::join!(supervised, watched);
-        assert_eq!(runs.load(Ordering::SeqCst), 2, "restarted once, then returned");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "restarted once, then returned"
+        );
         assert_eq!(faults.problem(), None, "healthy once it recovered");
         drop(stop);
     }

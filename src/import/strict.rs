@@ -111,6 +111,9 @@ mod tests {
                 .contains("duplicate key \"X\" (also written \"x\""),
             "{e}"
         );
-        assert!(parse(r#"[{"Name": 1}, {"Name": 2}]"#).is_ok(), "one per object");
+        assert!(
+            parse(r#"[{"Name": 1}, {"Name": 2}]"#).is_ok(),
+            "one per object"
+        );
     }
 }

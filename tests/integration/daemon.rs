@@ -50,7 +50,12 @@ impl Daemon {
 
     /// Waits for an event line for which `pred` holds; every line must be a JSON object
     /// with `timestamp`, `level` and `event`.
-    pub(crate) fn wait(&mut self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait(
+        &mut self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

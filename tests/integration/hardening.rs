@@ -198,10 +198,7 @@ async fn a_state_file_from_the_year_9999_is_clamped_and_the_daemon_keeps_going()
         let w = d.wait("state_date_clamped", WAIT, |v| {
             v["event"] == "state_date_clamped"
         });
-        assert!(
-            w["message"].as_str().unwrap().contains("9999-12-31"),
-            "{w}"
-        );
+        assert!(w["message"].as_str().unwrap().contains("9999-12-31"), "{w}");
         // Before the fix, the first probe panicked with the state lock held: no second one.
         for _ in 0..3 {
             d.event("probe_result", "gone", WAIT);
@@ -254,7 +251,10 @@ async fn certificate_text_cannot_write_to_the_terminal() {
         "escaped, not dropped: {text}"
     );
     assert!(text.contains("evil\\x1b[31m.lab.test"), "{text}");
-    let fake = text.lines().filter(|l| l.trim_start().starts_with("ok ")).count();
+    let fake = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("ok "))
+        .count();
     assert_eq!(fake, 0, "no line forged by the certificate: {text}");
 }
 
@@ -288,7 +288,11 @@ fn an_export_with_a_key_twice_is_refused_with_the_key_and_its_place() {
 fn import_force_never_writes_through_a_planted_link() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("export.json");
-    std::fs::write(&file, r#"{"Name": "Relay", "SmartHosts": ["mail.contoso.com"]}"#).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"Name": "Relay", "SmartHosts": ["mail.contoso.com"]}"#,
+    )
+    .unwrap();
     let output = dir.path().join("out.toml");
     std::fs::write(&output, "# old\n").unwrap();
     let victim = dir.path().join("victim");
@@ -379,7 +383,12 @@ async fn the_text_log_has_no_colours_off_a_terminal() {
         // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let mut text = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
         child.wait().unwrap();
         assert!(text.contains("probing 1 connector(s)"), "{text}");
         assert!(text.contains("gone: unknown -> failing"), "{text}");
