@@ -221,3 +221,20 @@ fn descend_value(value: &Spanned<DeValue<'_>>, span: &Range<usize>, path: &mut K
         _ => contains(&value.span(), span),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::deepest_key;
+
+    #[test]
+    fn the_deepest_key_is_found_and_quoted_dots_are_not_separators() {
+        let text = "[defaults]\nport = 25\n[\"a.b.c\".d]\n  x.y.z.w = 1\n[[p.q.r.s.t]]\n";
+        // `x.y.z.w` and `p.q.r.s.t`: the second has more parts.
+        let (at, key) = deepest_key(text).unwrap();
+        assert_eq!(&text[at..at + 9], "p.q.r.s.t");
+        assert_eq!(key, "p.q.r…");
+        let (at, key) = deepest_key("[\"a.b.c\".d]\n").unwrap();
+        assert_eq!((at, key.as_str()), (1, "\"a.b.c\".d"));
+        assert_eq!(deepest_key("# only a comment\n"), None);
+    }
+}

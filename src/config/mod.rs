@@ -272,8 +272,11 @@ impl Config {
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
             let message = e.message().trim().to_owned();
             let Some(span) = e.span() else {
-                // toml gives no place for a key nested beyond its recursion limit.
-                return match locate::deepest_key(text) {
+                // toml gives no place for a key nested beyond its recursion limit; the
+                // deepest key is where it was reached. Any other error without a place is
+                // put at the start of the file, so that every error has one.
+                let deepest = locate::deepest_key(text).filter(|_| message.contains("recursion"));
+                return match deepest {
                     Some((at, key)) => located(
                         Some(at..at),
                         Some(key),

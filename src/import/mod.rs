@@ -262,7 +262,13 @@ pub fn write_config(path: &Path, text: &str, force: bool) -> Result<(), ImportEr
                 std::io::ErrorKind::AlreadyExists => ImportError::Exists(path.to_owned()),
                 _ => failed(e),
             })?;
-        return file.write_all(text.as_bytes()).map_err(failed);
+        // The file is ours (created exclusively, and O_EXCL never follows a link), so a
+        // write that fails half-way (a full disk) removes it rather than leave half a config.
+        return file.write_all(text.as_bytes()).map_err(|e| {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            failed(e)
+        });
     }
     // Keep the mode of the file being replaced (a configuration may be readable by few).
     let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());

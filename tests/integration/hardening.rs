@@ -323,7 +323,8 @@ fn import_force_never_writes_through_a_planted_link() {
 
 /// A full disk: a 64 KiB tmpfs, filled to the last block, in a mount namespace of its own
 /// (root and `unshare` needed; skipped otherwise). The import's replacement fails with ENOSPC
-/// and leaves no temporary file behind, and the old file as it was.
+/// and leaves no temporary file behind, and the old file as it was; a new file that does not
+/// fit is not left half-written.
 #[test]
 fn a_full_disk_leaves_no_temporary_file() {
     if !available(
@@ -344,7 +345,8 @@ fn a_full_disk_leaves_no_temporary_file() {
         "mount -t tmpfs -o size=64k tmpfs {disk} && echo '# old' > {disk}/out.toml \
          && (dd if=/dev/zero of={disk}/filler bs=1k 2>/dev/null; true) \
          && {bin} import exchange {export} --output {disk}/out.toml --force; \
-         echo exit=$?; echo files=$(ls -A {disk}); cat {disk}/out.toml",
+         echo exit=$?; {bin} import exchange {export} --output {disk}/new.toml; \
+         echo new_exit=$?; echo files=$(ls -A {disk}); cat {disk}/out.toml",
         disk = disk.display(),
         bin = binary(),
         export = export.display(),
@@ -355,11 +357,11 @@ fn a_full_disk_leaves_no_temporary_file() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("exit=3"), "{text}\n{err}");
+    assert!(text.starts_with("exit=3\nnew_exit=3\n"), "{text}\n{err}");
     assert!(err.contains("No space left on device"), "{err}");
     assert!(
         text.contains("files=filler out.toml\n"),
-        "only the filler and the old file: {text}"
+        "only the filler and the old file, no half-written new one: {text}"
     );
     assert!(text.contains("# old"), "the old file is kept: {text}");
 }
