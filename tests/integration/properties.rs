@@ -342,6 +342,13 @@ fn a_long_line_across_the_reply_cap_is_one_error_however_it_is_read() {
     invariants::reply::check(&data, &[1]);
 }
 
+/// Found by the property test once escaping kept UTF-8 letters: the chunk end cut a
+/// two-byte letter in half, so the early quote ended in `\xd1` where the whole one read `р`.
+#[test]
+fn a_letter_cut_by_the_chunk_end_is_still_the_same_line() {
+    invariants::reply::check(b"`\xc7\xd1\x80\xf7250 4UV\r\n", &[3]);
+}
+
 /// Found by `config_loader_holds_its_invariants`: sub-millisecond durations were rendered
 /// rounded down, so `check-config` printed `interval = "0s"`, which does not load.
 #[test]
