@@ -22,7 +22,7 @@ use crate::connect::connect;
 use crate::dns::{DnsFailure, MxAnswer, Resolver};
 use crate::limits::{Limits, Place};
 use crate::smtp::{Command, ReadError, Reply, SmtpStream};
-use crate::tls::{TlsClient, peer_chain, session_info};
+use crate::tls::{Engine, TlsClient, peer_chain, session_info};
 use crate::verdict::{
     self, Action, Code, ConnectorVerdict, Failure, Outcome, Stage, TargetVerdict,
 };
@@ -264,7 +264,25 @@ pub async fn probe_target(
     if let Some(r) = target.resolve_ms {
         run.timings.insert(Stage::Resolve, r);
     }
-    let result = run.session(ctx, &target, place).await;
+    let result = run.session(ctx, &target, place, Engine::Rustls).await;
+    if run.no_common_algorithm {
+        // The server took none of rustls's suites, but EOP also offers suites rustls lacks
+        // (AES-CBC, RSA key exchange): the OpenSSL engine offers those, over a new connection
+        // and a new dialogue. Its session is the verdict if its handshake completed;
+        // otherwise the server agrees on nothing EOP offers, and rustls's failure says so.
+        let mut retry = Run::new(
+            &c.settings,
+            c.tls_domain.as_ref(),
+            &target.host,
+            Some(target.addr),
+            target.addr.port(),
+        );
+        retry.timings.clone_from(&run.timings);
+        let second = retry.session(ctx, &target, place, Engine::OpenSsl).await;
+        if retry.verdict.tls.is_some() {
+            return retry.finish(second);
+        }
+    }
     run.finish(result)
 }
 
@@ -281,6 +299,8 @@ struct Run<'a> {
     /// The stage being timed, and since when.
     current: Option<(Stage, Instant)>,
     enhanced_codes: bool,
+    /// The handshake failed because the server took nothing the engine offered.
+    no_common_algorithm: bool,
 }
 
 impl<'a> Run<'a> {
@@ -314,6 +334,7 @@ impl<'a> Run<'a> {
             timings: BTreeMap::new(),
             current: None,
             enhanced_codes: false,
+            no_common_algorithm: false,
         }
     }
 
@@ -463,6 +484,7 @@ impl<'a> Run<'a> {
         ctx: &ProbeContext,
         target: &Target,
         place: &Place,
+        engine: Engine,
     ) -> Result<(), Failure> {
         let t = self.settings.timeouts;
 
@@ -520,15 +542,21 @@ impl<'a> Run<'a> {
 
         self.enter(Stage::Tls);
         let tcp = smtp.into_inner();
+        let mut no_common = false;
         let handshake = async {
             ctx.tls
-                .handshake(tcp, target.server_name.clone())
+                .handshake(tcp, target.server_name.clone(), engine)
                 .await
-                .map_err(|(o, d)| Failure::new(Stage::Tls, o, d))
+                .map_err(|e| {
+                    no_common = e.no_common_algorithm();
+                    Failure::new(Stage::Tls, e.outcome, e.detail)
+                })
         };
         let tls = self
             .timed(Stage::Tls, t.tls, "TLS handshake", handshake)
-            .await?;
+            .await;
+        self.no_common_algorithm = no_common && engine == Engine::Rustls;
+        let tls = tls?;
         self.verdict.tls = Some(session_info(&tls));
 
         self.enter(Stage::Certificate);

@@ -488,7 +488,10 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TlsInfo {
     pub version: String,
+    /// IANA's name of the suite.
     pub cipher: String,
+    /// Which engine handshook: "rustls", or "openssl" for EOP's suites rustls lacks.
+    pub engine: String,
 }
 
 /// One target's result, as `probe --json` shows it.

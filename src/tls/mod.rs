@@ -7,8 +7,18 @@
 //! certificate, the validating modes do not. The chain is then judged after the handshake by
 //! rustls's own webpki verifier, against the native roots plus `[tls].ca_file`, read only
 //! as far as a chain needs them ([`roots`]).
+//!
+//! The ClientHello is EOP's as far as rustls can send it: TLS 1.2 and 1.3, AES-GCM suites
+//! only (no ChaCha20, which EOP never offers), P-256 first among the groups. The suites of
+//! EOP's list that rustls lacks are spoken by a second engine ([`openssl_engine`]), used only
+//! when rustls agreed on nothing with the server.
 
+mod openssl_engine;
 mod roots;
+mod stream;
+
+pub use openssl_engine::suites as openssl_suites;
+pub use stream::{Engine, HandshakeError, TlsStream};
 
 use std::io;
 use std::sync::Arc;
@@ -18,11 +28,13 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{
     CryptoProvider, WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature,
 };
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{
+    AlertDescription, CipherSuite, ClientConfig, DigitallySignedStruct, PeerMisbehaved,
+    SignatureScheme,
+};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use crate::config::TlsConfig;
 use crate::verdict::{Outcome, TlsInfo};
@@ -30,12 +42,54 @@ use crate::verdict::{Outcome, TlsInfo};
 /// The TLS side of a run: built once and shared by every probe.
 pub struct TlsClient {
     connector: TlsConnector,
+    /// Untouched (and unbuilt) unless a server agrees on nothing rustls offers.
+    openssl: openssl_engine::OpenSslEngine,
     roots: roots::Roots,
+}
+
+/// ring's provider cut down to EOP's ClientHello: its AES-GCM suites (TLS 1.3, and TLS 1.2
+/// with ECDHE-ECDSA or ECDHE-RSA), without ChaCha20, and P-256 as the first group, so that
+/// a TLS 1.3 key share is P-256's. The signature algorithms stay ring's, for the handshake
+/// signatures and the chain judgement alike.
+pub fn eop_provider() -> CryptoProvider {
+    let ring = rustls::crypto::ring::default_provider();
+    let cipher_suites = ring
+        .cipher_suites
+        .iter()
+        .copied()
+        .filter(|s| eop_offers(s.suite()))
+        .collect();
+    let p256 = rustls::crypto::ring::kx_group::SECP256R1;
+    let mut kx_groups = vec![p256];
+    kx_groups.extend(
+        ring.kx_groups
+            .iter()
+            .copied()
+            .filter(|g| g.name() != p256.name()),
+    );
+    CryptoProvider {
+        cipher_suites,
+        kx_groups,
+        ..ring
+    }
+}
+
+/// Whether EOP offers a suite that rustls has (ring has no CBC and no RSA key exchange).
+fn eop_offers(suite: CipherSuite) -> bool {
+    matches!(
+        suite,
+        CipherSuite::TLS13_AES_256_GCM_SHA384
+            | CipherSuite::TLS13_AES_128_GCM_SHA256
+            | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+            | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+            | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+    )
 }
 
 impl TlsClient {
     pub fn new(cfg: &TlsConfig) -> TlsClient {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(eop_provider());
         let roots = roots::Roots::new(cfg, provider.clone());
         let accept = Arc::new(AcceptAnyCertificate {
             algorithms: provider.signature_verification_algorithms,
@@ -50,21 +104,43 @@ impl TlsClient {
         config.resumption = Resumption::disabled();
         TlsClient {
             connector: TlsConnector::from(Arc::new(config)),
+            openssl: openssl_engine::OpenSslEngine::default(),
             roots,
         }
     }
 
-    /// The handshake over an established SMTP connection. SNI is sent for a DNS name and not
-    /// for an IP literal (rustls sends none for `ServerName::IpAddress`).
+    /// The handshake over an established SMTP connection, by `engine`. SNI is sent for a
+    /// DNS name and not for an IP literal (rustls sends none for `ServerName::IpAddress`).
+    /// When rustls fails with [`HandshakeError::no_common_algorithm`], the caller may try
+    /// [`Engine::OpenSsl`] over a fresh connection.
     pub async fn handshake<S>(
         &self,
         io: S,
         name: ServerName<'static>,
-    ) -> Result<TlsStream<S>, (Outcome, String)>
+        engine: Engine,
+    ) -> Result<TlsStream<S>, HandshakeError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        self.connector.connect(name, io).await.map_err(classify)
+        match engine {
+            Engine::Rustls => self
+                .connector
+                .connect(name, io)
+                .await
+                .map(TlsStream::Rustls)
+                .map_err(classify),
+            Engine::OpenSsl => self
+                .openssl
+                .handshake(io, &name)
+                .await
+                .map(TlsStream::OpenSsl),
+        }
+    }
+
+    /// Whether the OpenSSL engine has been set up (for tests of the laziness).
+    #[cfg(test)]
+    fn openssl_built(&self) -> bool {
+        self.openssl.built()
     }
 
     /// Judges a presented chain: trust, validity, signatures, key usage and (with CRLs)
@@ -82,8 +158,13 @@ impl TlsClient {
     }
 }
 
-/// The negotiated version and cipher suite.
+/// The negotiated version, cipher suite and engine.
 pub fn session_info<S>(stream: &TlsStream<S>) -> TlsInfo {
+    stream.session_info()
+}
+
+/// rustls's version and suite (its suite names are IANA's).
+fn rustls_session<S>(stream: &tokio_rustls::client::TlsStream<S>) -> (String, String) {
     let (_, conn) = stream.get_ref();
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
@@ -98,44 +179,55 @@ pub fn session_info<S>(stream: &TlsStream<S>) -> TlsInfo {
             id.as_str().map_or_else(|| format!("{id:?}"), str::to_owned)
         })
         .unwrap_or_else(|| "unknown".to_owned());
-    TlsInfo { version, cipher }
+    (version, cipher)
 }
 
 /// The certificates the server presented.
 pub fn peer_chain<S>(stream: &TlsStream<S>) -> Vec<CertificateDer<'static>> {
-    stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
-        .unwrap_or_default()
+    stream.peer_chain()
 }
 
 /// A handshake error as a row of the table: any rustls error (an alert, no common version or
 /// cipher, not a TLS record) is a failed handshake; EOF and reset are a dropped connection.
-fn classify(e: io::Error) -> (Outcome, String) {
+fn classify(e: io::Error) -> HandshakeError {
     if let Some(tls) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        return (
-            Outcome::HandshakeFailed,
-            format!("TLS handshake failed: {tls}"),
-        );
+        let detail = format!("TLS handshake failed: {tls}");
+        return if no_common_algorithm(tls) {
+            HandshakeError::no_common(detail)
+        } else {
+            HandshakeError::new(Outcome::HandshakeFailed, detail)
+        };
     }
     match e.kind() {
-        io::ErrorKind::UnexpectedEof => (
+        io::ErrorKind::UnexpectedEof => HandshakeError::new(
             Outcome::Closed,
             "connection closed by the server during the TLS handshake".into(),
         ),
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe => (
+        | io::ErrorKind::BrokenPipe => HandshakeError::new(
             Outcome::Reset,
             format!("connection reset during the TLS handshake: {e}"),
         ),
-        _ => (Outcome::Unexpected, format!("TLS handshake: {e}")),
+        _ => HandshakeError::new(Outcome::Unexpected, format!("TLS handshake: {e}")),
     }
+}
+
+/// The rustls errors that mean "the server took nothing rustls offered": the alerts a server
+/// sends when no suite or version is shared, and a hello naming a suite rustls did not offer.
+/// A server that chose TLS 1.0 or 1.1 is not one: the OpenSSL engine offers TLS 1.2 only.
+fn no_common_algorithm(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::AlertReceived(
+            AlertDescription::HandshakeFailure
+                | AlertDescription::ProtocolVersion
+                | AlertDescription::InsufficientSecurity
+        ) | rustls::Error::PeerMisbehaved(PeerMisbehaved::SelectedUnofferedCipherSuite)
+    )
 }
 
 /// Accepts any certificate during the handshake (it is judged afterwards) while still
@@ -253,6 +345,192 @@ mod tests {
                 CertificateError::UnknownIssuer
             ))
         ));
+    }
+
+    /// The ClientHello the probe sends, as the server reads it off the wire.
+    async fn client_hello() -> Vec<u8> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let c = TlsClient::new(&TlsConfig::default());
+        let server = async {
+            use tokio::io::AsyncReadExt;
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut header = [0u8; 5];
+            tcp.read_exact(&mut header).await.unwrap();
+            assert_eq!(header[0], 22, "a handshake record");
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes([header[3], header[4]]))];
+            tcp.read_exact(&mut body).await.unwrap();
+            body
+            // Dropping the connection fails the client's handshake, which ends it.
+        };
+        let client = async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("mx.lab.example").unwrap();
+            c.handshake(tcp, name, Engine::Rustls).await.err()
+        };
+        let (hello, _) = tokio::join!(server, client);
+        hello
+    }
+
+    /// The cipher suites and the extensions of a ClientHello handshake message.
+    fn parse_hello(h: &[u8]) -> (Vec<u16>, Vec<(u16, Vec<u8>)>) {
+        let u16_at = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+        assert_eq!(h[0], 1, "a ClientHello");
+        let mut i = 4 + 2 + 32; // type, length, legacy version, random
+        i += 1 + usize::from(h[i]); // session id
+        let suites_len = usize::from(u16_at(i));
+        let suites = (0..suites_len / 2).map(|k| u16_at(i + 2 + 2 * k)).collect();
+        i += 2 + suites_len;
+        i += 1 + usize::from(h[i]); // compression methods
+        let end = i + 2 + usize::from(u16_at(i));
+        i += 2;
+        let mut extensions = Vec::new();
+        while i < end {
+            let (kind, len) = (u16_at(i), usize::from(u16_at(i + 2)));
+            extensions.push((kind, h[i + 4..i + 4 + len].to_vec()));
+            i += 4 + len;
+        }
+        (suites, extensions)
+    }
+
+    #[tokio::test]
+    async fn the_client_hello_is_eops() {
+        let (suites, extensions) = parse_hello(&client_hello().await);
+        let offered: Vec<u16> = suites.into_iter().filter(|s| *s != 0x00ff).collect();
+        // TLS 1.3 AES-GCM, then TLS 1.2 ECDHE-ECDSA and ECDHE-RSA with AES-GCM: no ChaCha20
+        // (0x1303, 0xcca8, 0xcca9), which EOP never offers.
+        assert_eq!(
+            offered,
+            [0x1302, 0x1301, 0xc02c, 0xc02b, 0xc030, 0xc02f],
+            "cipher suites"
+        );
+        let ext = |kind: u16| {
+            extensions
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("extension {kind} is sent"))
+        };
+        let groups = ext(10);
+        assert_eq!(&groups[2..4], &[0x00, 0x17], "secp256r1 is the first group");
+        let key_share = ext(51);
+        assert_eq!(&key_share[2..4], &[0x00, 0x17], "the key share is P-256's");
+        let versions = ext(43);
+        assert_eq!(
+            &versions[1..],
+            &[0x03, 0x04, 0x03, 0x03],
+            "TLS 1.3 and 1.2 only"
+        );
+    }
+
+    /// A TLS 1.2 server limited to `ciphers`, speaking TLS straight away.
+    async fn openssl_server(
+        ciphers: &str,
+    ) -> (std::net::SocketAddr, Vec<CertificateDer<'static>>, Pki) {
+        let pki = Pki::new();
+        let leaf = pki.leaf(&LeafSpec {
+            rsa: true,
+            ..LeafSpec::valid("mx.lab.example")
+        });
+        let acceptor = leaf.openssl_acceptor(ciphers);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let ssl = openssl::ssl::Ssl::new(acceptor.context()).unwrap();
+                    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+                    if std::pin::Pin::new(&mut tls).accept().await.is_ok() {
+                        use tokio::io::AsyncReadExt;
+                        let _ = tls.read(&mut [0u8; 16]).await;
+                    }
+                });
+            }
+        });
+        (addr, leaf.chain, pki)
+    }
+
+    async fn handshake_with(
+        c: &TlsClient,
+        addr: std::net::SocketAddr,
+        engine: Engine,
+    ) -> Result<TlsStream<tokio::net::TcpStream>, HandshakeError> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("mx.lab.example").unwrap();
+        c.handshake(tcp, name, engine).await
+    }
+
+    #[tokio::test]
+    async fn a_cbc_only_server_is_reached_by_the_openssl_engine() {
+        let (addr, chain, pki) = openssl_server("ECDHE-RSA-AES256-SHA384").await;
+        let c = client(&pki);
+        let refused = handshake_with(&c, addr, Engine::Rustls)
+            .await
+            .err()
+            .unwrap();
+        assert!(refused.no_common_algorithm(), "{refused:?}");
+        assert_eq!(refused.outcome, Outcome::HandshakeFailed);
+        assert!(!c.openssl_built(), "a rustls failure alone builds nothing");
+        let tls = handshake_with(&c, addr, Engine::OpenSsl).await.unwrap();
+        assert_eq!(
+            session_info(&tls),
+            TlsInfo {
+                version: "TLSv1.2".into(),
+                cipher: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384".into(),
+                engine: "openssl".into(),
+            }
+        );
+        assert_eq!(peer_chain(&tls), chain, "the chain as sent, leaf first");
+        let name = ServerName::try_from("mx.lab.example").unwrap();
+        assert!(c.verify_chain(&peer_chain(&tls), &name).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn rsa_key_exchange_is_named_as_iana_names_it() {
+        let (addr, _, pki) = openssl_server("AES128-GCM-SHA256").await;
+        let c = client(&pki);
+        let tls = handshake_with(&c, addr, Engine::OpenSsl).await.unwrap();
+        assert_eq!(session_info(&tls).cipher, "TLS_RSA_WITH_AES_128_GCM_SHA256");
+    }
+
+    #[tokio::test]
+    async fn chacha20_fails_in_both_engines() {
+        let (addr, _, pki) = openssl_server("ECDHE-RSA-CHACHA20-POLY1305").await;
+        let c = client(&pki);
+        let refused = handshake_with(&c, addr, Engine::Rustls)
+            .await
+            .err()
+            .unwrap();
+        assert!(refused.no_common_algorithm(), "{refused:?}");
+        let refused = handshake_with(&c, addr, Engine::OpenSsl)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(refused.outcome, Outcome::HandshakeFailed, "{refused:?}");
+        assert!(refused.no_common_algorithm(), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn an_aes_gcm_server_is_rustlss_and_openssl_stays_unbuilt() {
+        let (addr, _, pki) = openssl_server("ECDHE-RSA-AES128-GCM-SHA256").await;
+        let c = client(&pki);
+        let tls = handshake_with(&c, addr, Engine::Rustls).await.unwrap();
+        assert_eq!(
+            session_info(&tls),
+            TlsInfo {
+                version: "TLSv1.2".into(),
+                cipher: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(),
+                engine: "rustls".into(),
+            }
+        );
+        assert!(!c.openssl_built());
+        // The OpenSSL engine never offers what rustls has.
+        let refused = handshake_with(&c, addr, Engine::OpenSsl)
+            .await
+            .err()
+            .unwrap();
+        assert!(refused.no_common_algorithm(), "{refused:?}");
     }
 
     #[tokio::test]
