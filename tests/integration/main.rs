@@ -3,6 +3,7 @@
 //! * `classification`: every row of the classification table, through the real pipeline,
 //!   against the lab's scripted servers on loopback.
 //! * `details`: what a verdict carries beyond its code (EOP status line, certificate details).
+//! * `engines`: EOP's cipher suites: the OpenSSL engine for those rustls lacks, none for ChaCha20.
 //! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
 //! * `memory`: the same against the binary in its own process; its peak memory stays bounded.
 //! * `properties`: the reply parser's and the config loader's `invariants`, on generated input
@@ -16,6 +17,7 @@ mod classification;
 mod cli;
 mod daemon;
 mod details;
+mod engines;
 mod hostile;
 mod import;
 mod invariants;
