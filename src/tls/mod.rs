@@ -176,7 +176,13 @@ fn rustls_session<S>(stream: &tokio_rustls::client::TlsStream<S>) -> (String, St
         .negotiated_cipher_suite()
         .map(|s| {
             let id = s.suite();
-            id.as_str().map_or_else(|| format!("{id:?}"), str::to_owned)
+            match id.as_str() {
+                // rustls names the TLS 1.3 suites TLS13_…; IANA (and OpenSSL) TLS_….
+                Some(name) => name
+                    .strip_prefix("TLS13_")
+                    .map_or_else(|| name.to_owned(), |rest| format!("TLS_{rest}")),
+                None => format!("{id:?}"),
+            }
         })
         .unwrap_or_else(|| "unknown".to_owned());
     (version, cipher)
@@ -484,6 +490,28 @@ mod tests {
         assert_eq!(peer_chain(&tls), chain, "the chain as sent, leaf first");
         let name = ServerName::try_from("mx.lab.example").unwrap();
         assert!(c.verify_chain(&peer_chain(&tls), &name).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn tls13_suites_are_named_as_iana_names_them() {
+        let pki = Pki::new();
+        let config = pki.leaf(&LeafSpec::valid("mx.lab.example")).server_config();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = tokio_rustls::TlsAcceptor::from(config)
+                .accept(tcp)
+                .await
+                .unwrap();
+            use tokio::io::AsyncReadExt;
+            let _ = tls.read(&mut [0u8; 16]).await;
+        });
+        let c = client(&pki);
+        let tls = handshake_with(&c, addr, Engine::Rustls).await.unwrap();
+        let info = session_info(&tls);
+        assert_eq!(info.version, "TLSv1.3");
+        assert_eq!(info.cipher, "TLS_AES_256_GCM_SHA384");
     }
 
     #[tokio::test]
