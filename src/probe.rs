@@ -622,7 +622,12 @@ impl<'a> Run<'a> {
         let now = OffsetDateTime::now_utc();
         let info = CertificateInfo::from_chain(chain, now);
         self.verdict.certificate = info.clone();
-        let problem = match ctx.tls.verify_chain(chain, &target.server_name).await {
+        let fetch = self.mode().validates_certificate();
+        let judgement = ctx.tls.judge_chain(chain, &target.server_name, fetch).await;
+        for warning in judgement.warnings {
+            self.outcome(Stage::Certificate, Outcome::RevocationUnchecked, warning)?;
+        }
+        let problem = match judgement.result {
             Ok(()) => None,
             Err(e) => chain_outcome(&e, info.as_ref().is_some_and(|i| i.self_issued)),
         };

@@ -187,6 +187,8 @@ pub enum Outcome {
     Revoked,
     NameMismatch,
     ExpiresSoon,
+    /// A CRL or OCSP source the certificate names could not be reached or read.
+    RevocationUnchecked,
     // any reply the parser had to be lenient with (bare LF, mixed codes)
     LenientReply,
     // anything else (an I/O error the table does not name)
@@ -348,7 +350,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         stages: &[S::Certificate],
-        outcomes: &[O::ExpiresSoon],
+        outcomes: &[O::ExpiresSoon, O::RevocationUnchecked],
         modes: Modes::All,
         action: Action::Warn,
     },

@@ -58,6 +58,8 @@ pub struct LeafSpec {
     /// An RSA key (2048 bits) instead of a P-256 one: the ECDHE-RSA and RSA key exchange
     /// suites need one.
     pub rsa: bool,
+    /// The URLs of its CRL distribution point.
+    pub crl_urls: Vec<String>,
 }
 
 impl LeafSpec {
@@ -73,6 +75,7 @@ impl LeafSpec {
             server_auth: true,
             serial: 0,
             rsa: false,
+            crl_urls: Vec::new(),
         }
     }
 }
@@ -227,6 +230,11 @@ impl Pki {
         p.key_identifier_method = KeyIdMethod::Sha256;
         if spec.serial != 0 {
             p.serial_number = Some(SerialNumber::from(spec.serial));
+        }
+        if !spec.crl_urls.is_empty() {
+            p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: spec.crl_urls.clone(),
+            }];
         }
         let key = if spec.rsa {
             rsa_key()

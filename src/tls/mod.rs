@@ -14,6 +14,7 @@
 //! when rustls agreed on nothing with the server.
 
 mod openssl_engine;
+mod revocation;
 mod roots;
 mod stream;
 
@@ -36,7 +37,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 
-use crate::config::TlsConfig;
+use crate::config::{Revocation, TlsConfig};
 use crate::verdict::{Outcome, TlsInfo};
 
 /// The TLS side of a run: built once and shared by every probe.
@@ -45,6 +46,16 @@ pub struct TlsClient {
     /// Untouched (and unbuilt) unless a server agrees on nothing rustls offers.
     openssl: openssl_engine::OpenSslEngine,
     roots: roots::Roots,
+    revocation: Revocation,
+    crls: revocation::CrlCache,
+}
+
+/// A chain's judgement, and what of its revocation could not be checked (each a warning,
+/// "revocation not checked: …").
+#[derive(Debug)]
+pub struct Judgement {
+    pub result: Result<(), rustls::Error>,
+    pub warnings: Vec<String>,
 }
 
 /// ring's provider cut down to EOP's ClientHello: its AES-GCM suites (TLS 1.3, and TLS 1.2
@@ -106,6 +117,8 @@ impl TlsClient {
             connector: TlsConnector::from(Arc::new(config)),
             openssl: openssl_engine::OpenSslEngine::default(),
             roots,
+            revocation: cfg.revocation,
+            crls: revocation::CrlCache::default(),
         }
     }
 
@@ -151,10 +164,69 @@ impl TlsClient {
         chain: &[CertificateDer<'static>],
         name: &ServerName<'_>,
     ) -> Result<(), rustls::Error> {
-        let (leaf, intermediates) = chain
-            .split_first()
-            .ok_or(rustls::Error::NoCertificatesPresented)?;
-        self.roots.verify(leaf, intermediates, name).await
+        self.judge_chain(chain, name, false).await.result
+    }
+
+    /// [`TlsClient::verify_chain`], and with `fetch` (for the modes that validate, as only
+    /// they check revocation in EOP) and `[tls] revocation = "fetch"`, the CRLs the leaf
+    /// names: only for a chain that leads to a trusted root (a name error aside), from its
+    /// http distribution points in order until one answers.
+    pub async fn judge_chain(
+        &self,
+        chain: &[CertificateDer<'static>],
+        name: &ServerName<'_>,
+        fetch: bool,
+    ) -> Judgement {
+        let mut warnings = Vec::new();
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Judgement {
+                result: Err(rustls::Error::NoCertificatesPresented),
+                warnings,
+            };
+        };
+        let (result, tier) = self.roots.verify_in(leaf, intermediates, name).await;
+        let Some(tier) = tier.filter(|_| fetch && self.revocation == Revocation::Fetch) else {
+            return Judgement { result, warnings };
+        };
+        let (http, other) = revocation::distribution_points(leaf);
+        let mut failures = Vec::new();
+        let mut crl = None;
+        for url in &http {
+            match self.crls.get(url).await {
+                Ok(c) => {
+                    crl = Some(c);
+                    break;
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        let Some(crl) = crl else {
+            if !other.is_empty() {
+                failures.push(format!("not fetched (not http): {}", other.join(", ")));
+            }
+            if !failures.is_empty() {
+                warnings.push(format!("revocation not checked: {}", failures.join("; ")));
+            }
+            return Judgement { result, warnings };
+        };
+        match self
+            .roots
+            .recheck(tier, leaf, intermediates, name, vec![crl])
+            .await
+        {
+            Ok(()) => {}
+            Err(e @ rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => {
+                return Judgement {
+                    result: Err(e),
+                    warnings,
+                };
+            }
+            Err(e) => warnings.push(format!(
+                "revocation not checked: the CRL from {} could not be used: {e}",
+                http.first().map_or("", String::as_str)
+            )),
+        }
+        Judgement { result, warnings }
     }
 }
 
@@ -559,6 +631,152 @@ mod tests {
             .err()
             .unwrap();
         assert!(refused.no_common_algorithm(), "{refused:?}");
+    }
+
+    /// A leaf of `pki` for mx.lab.example naming `urls` as its CRL distribution point.
+    fn leaf_with_cdp(
+        pki: &Pki,
+        serial: u64,
+        urls: &[String],
+        signer: Signer,
+    ) -> Vec<CertificateDer<'static>> {
+        pki.leaf(&LeafSpec {
+            serial,
+            crl_urls: urls.to_vec(),
+            signer,
+            ..LeafSpec::valid("mx.lab.example")
+        })
+        .chain
+    }
+
+    fn mx() -> ServerName<'static> {
+        ServerName::try_from("mx.lab.example").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_leaf_its_own_crl_revokes_is_revoked_and_the_crl_is_fetched_once() {
+        let pki = Pki::new();
+        let crl = crate::lab::http::HttpServer::serve(pki.crl(&[77]).to_vec())
+            .await
+            .unwrap();
+        let urls = [crl.url("/lab.crl")];
+        let c = client(&pki);
+        let revoked = leaf_with_cdp(&pki, 77, &urls, Signer::Intermediate);
+        let j = c.judge_chain(&revoked, &mx(), true).await;
+        assert!(
+            matches!(
+                j.result,
+                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+            ),
+            "{j:?}"
+        );
+        assert!(j.warnings.is_empty(), "{j:?}");
+        let good = leaf_with_cdp(&pki, 78, &urls, Signer::Intermediate);
+        let j = c.judge_chain(&good, &mx(), true).await;
+        assert!(j.result.is_ok() && j.warnings.is_empty(), "{j:?}");
+        // A name error does not spare a revoked certificate (the mode may not check names).
+        let other = ServerName::try_from("other.example").unwrap();
+        let j = c.judge_chain(&revoked, &other, true).await;
+        assert!(
+            matches!(
+                j.result,
+                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+            ),
+            "{j:?}"
+        );
+        assert_eq!(
+            crl.hits(),
+            1,
+            "one fetch, shared until the CRL's nextUpdate"
+        );
+        assert_eq!(c.crls.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_fetching_only_crl_file_counts() {
+        let pki = Pki::new();
+        let crl = crate::lab::http::HttpServer::serve(pki.crl(&[77]).to_vec())
+            .await
+            .unwrap();
+        let revoked = leaf_with_cdp(&pki, 77, &[crl.url("/lab.crl")], Signer::Intermediate);
+        let c = client(&pki);
+        let j = c.judge_chain(&revoked, &mx(), false).await;
+        assert!(
+            j.result.is_ok(),
+            "a non-validating mode fetches nothing: {j:?}"
+        );
+        let off = TlsClient::new(&TlsConfig {
+            extra_roots: vec![pki.root.cert.clone()],
+            revocation: Revocation::Off,
+            ..TlsConfig::default()
+        });
+        let j = off.judge_chain(&revoked, &mx(), true).await;
+        assert!(
+            j.result.is_ok(),
+            "revocation = \"off\" fetches nothing: {j:?}"
+        );
+        assert_eq!(crl.hits(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_strangers_certificate_cannot_make_the_probe_fetch() {
+        let pki = Pki::new();
+        let crl = crate::lab::http::HttpServer::serve(pki.crl(&[]).to_vec())
+            .await
+            .unwrap();
+        let c = client(&pki);
+        for signer in [Signer::Stranger, Signer::SelfSigned] {
+            let chain = leaf_with_cdp(&pki, 5, &[crl.url("/x")], signer);
+            let j = c.judge_chain(&chain, &mx(), true).await;
+            assert!(j.result.is_err() && j.warnings.is_empty(), "{j:?}");
+        }
+        assert_eq!(crl.hits(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_distribution_point_is_a_warning() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/lab.crl", closed.local_addr().unwrap());
+        drop(closed);
+        let pki = Pki::new();
+        let c = client(&pki);
+        let chain = leaf_with_cdp(
+            &pki,
+            9,
+            &[url.clone(), "ldap://ldap.lab.example/crl".into()],
+            Signer::Intermediate,
+        );
+        let j = c.judge_chain(&chain, &mx(), true).await;
+        assert!(j.result.is_ok(), "{j:?}");
+        assert_eq!(j.warnings.len(), 1, "{j:?}");
+        let w = &j.warnings[0];
+        assert!(w.starts_with("revocation not checked: "), "{w}");
+        assert!(w.contains(&url) && w.contains("ldap://"), "{w}");
+    }
+
+    #[tokio::test]
+    async fn a_distribution_point_that_serves_no_crl_is_a_warning() {
+        let pki = Pki::new();
+        let junk = crate::lab::http::HttpServer::serve(b"<html>not here</html>".to_vec())
+            .await
+            .unwrap();
+        let c = client(&pki);
+        let chain = leaf_with_cdp(&pki, 9, &[junk.url("/lab.crl")], Signer::Intermediate);
+        let j = c.judge_chain(&chain, &mx(), true).await;
+        assert!(j.result.is_ok(), "{j:?}");
+        assert!(
+            j.warnings.len() == 1 && j.warnings[0].contains("not a CRL"),
+            "{j:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_certificate_without_distribution_points_is_fine() {
+        let pki = Pki::new();
+        let c = client(&pki);
+        let chain = leaf_with_cdp(&pki, 9, &[], Signer::Intermediate);
+        let j = c.judge_chain(&chain, &mx(), true).await;
+        assert!(j.result.is_ok() && j.warnings.is_empty(), "{j:?}");
     }
 
     #[tokio::test]
