@@ -8,6 +8,7 @@
 //! * `memory`: the same against the binary in its own process; its peak memory stays bounded.
 //! * `properties`: the reply parser's and the config loader's `invariants`, on generated input
 //!   (the same checks the fuzz targets in `fuzz/` make).
+//! * `revocation`: CRLs from the distribution points a certificate names, over local HTTP.
 //! * `cli`: the binary itself: exit codes, JSON, configuration errors.
 //! * `daemon`: `run` as a process: events, state, reload, signals, metrics, systemd notify.
 //! * `import`: `import exchange` on PowerShell exports.
@@ -24,4 +25,5 @@ mod invariants;
 mod memory;
 mod peers;
 mod properties;
+mod revocation;
 mod util;
