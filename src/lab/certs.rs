@@ -28,6 +28,11 @@ impl Ca {
     fn issuer(&self) -> Issuer<'_, &KeyPair> {
         Issuer::from_params(&self.params, &self.key)
     }
+
+    /// The CA's key in PKCS#8 PEM, for tools that sign in its name (`openssl ocsp`).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
 }
 
 /// Who signs a leaf.
@@ -136,6 +141,21 @@ impl Leaf {
             Ok(b.build())
         };
         Arc::new(build().expect("an OpenSSL acceptor for the lab leaf"))
+    }
+
+    /// A rustls server configuration presenting this leaf and stapling `ocsp` (DER).
+    pub fn server_config_with_ocsp(&self, ocsp: Vec<u8>) -> Arc<ServerConfig> {
+        let config = ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default protocol versions")
+            .with_no_client_auth()
+            .with_single_cert_with_ocsp(
+                self.chain.clone(),
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+                ocsp,
+            )
+            .expect("the lab key matches its certificate");
+        Arc::new(config)
     }
 
     /// A rustls server configuration presenting this leaf.

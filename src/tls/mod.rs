@@ -13,6 +13,7 @@
 //! EOP's list that rustls lacks are spoken by a second engine ([`openssl_engine`]), used only
 //! when rustls agreed on nothing with the server.
 
+mod ocsp;
 mod openssl_engine;
 mod revocation;
 mod roots;
@@ -48,6 +49,8 @@ pub struct TlsClient {
     roots: roots::Roots,
     revocation: Revocation,
     crls: revocation::CrlCache,
+    /// Stapled OCSP responses, by leaf, from either engine's handshakes.
+    staples: Arc<ocsp::Staples>,
 }
 
 /// A chain's judgement, and what of its revocation could not be checked (each a warning,
@@ -102,8 +105,10 @@ impl TlsClient {
     pub fn new(cfg: &TlsConfig) -> TlsClient {
         let provider = Arc::new(eop_provider());
         let roots = roots::Roots::new(cfg, provider.clone());
+        let staples = Arc::new(ocsp::Staples::default());
         let accept = Arc::new(AcceptAnyCertificate {
             algorithms: provider.signature_verification_algorithms,
+            staples: staples.clone(),
         });
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -119,6 +124,7 @@ impl TlsClient {
             roots,
             revocation: cfg.revocation,
             crls: revocation::CrlCache::default(),
+            staples,
         }
     }
 
@@ -142,11 +148,16 @@ impl TlsClient {
                 .await
                 .map(TlsStream::Rustls)
                 .map_err(classify),
-            Engine::OpenSsl => self
-                .openssl
-                .handshake(io, &name)
-                .await
-                .map(TlsStream::OpenSsl),
+            Engine::OpenSsl => {
+                let stream = self.openssl.handshake(io, &name).await?;
+                let ssl = stream.ssl();
+                if let (Some(staple), Some(leaf)) = (ssl.ocsp_status(), ssl.peer_certificate())
+                    && let Ok(leaf) = leaf.to_der()
+                {
+                    self.staples.put(&leaf, staple);
+                }
+                Ok(TlsStream::OpenSsl(stream))
+            }
         }
     }
 
@@ -188,6 +199,22 @@ impl TlsClient {
         let Some(tier) = tier.filter(|_| fetch && self.revocation == Revocation::Fetch) else {
             return Judgement { result, warnings };
         };
+        if let Some(staple) = self.staples.get(leaf) {
+            match ocsp::revoked(leaf, intermediates, &staple) {
+                Ok(true) => {
+                    return Judgement {
+                        result: Err(rustls::Error::InvalidCertificate(
+                            rustls::CertificateError::Revoked,
+                        )),
+                        warnings,
+                    };
+                }
+                Ok(false) => {}
+                Err(why) => warnings.push(format!(
+                    "revocation not checked: the stapled OCSP response: {why}"
+                )),
+            }
+        }
         let (http, other) = revocation::distribution_points(leaf);
         let mut failures = Vec::new();
         let mut crl = None;
@@ -310,20 +337,31 @@ fn no_common_algorithm(e: &rustls::Error) -> bool {
 
 /// Accepts any certificate during the handshake (it is judged afterwards) while still
 /// checking the handshake signatures, so the peer must hold the certificate's key.
-#[derive(Debug)]
 struct AcceptAnyCertificate {
     algorithms: WebPkiSupportedAlgorithms,
+    /// Where a stapled OCSP response is filed for the chain judgement.
+    staples: Arc<ocsp::Staples>,
+}
+
+impl std::fmt::Debug for AcceptAnyCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptAnyCertificate")
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
+        ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if !ocsp_response.is_empty() {
+            self.staples.put(end_entity, ocsp_response);
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -777,6 +815,125 @@ mod tests {
         let chain = leaf_with_cdp(&pki, 9, &[], Signer::Intermediate);
         let j = c.judge_chain(&chain, &mx(), true).await;
         assert!(j.result.is_ok() && j.warnings.is_empty(), "{j:?}");
+    }
+
+    /// An OCSP response about `leaf` (serial `serial`), signed by the lab intermediate, made
+    /// by `openssl ocsp` as a CA's responder would; `None` (and a note) without the tool.
+    fn ocsp_response(pki: &Pki, leaf_pem: &str, serial: u64, revoked: bool) -> Option<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name);
+        std::fs::write(p("ca.pem"), &pki.intermediate.pem).unwrap();
+        std::fs::write(p("ca.key"), pki.intermediate.key_pem()).unwrap();
+        std::fs::write(p("leaf.pem"), leaf_pem).unwrap();
+        // OpenSSL's CA database: status, expiry, revocation date, serial (hex), file, subject.
+        let line = if revoked {
+            format!("R\t391231235959Z\t250101000000Z\t{serial:02X}\tunknown\t/CN=mx.lab.example\n")
+        } else {
+            format!("V\t391231235959Z\t\t{serial:02X}\tunknown\t/CN=mx.lab.example\n")
+        };
+        std::fs::write(p("index.txt"), line).unwrap();
+        let run = |args: &[&str]| {
+            std::process::Command::new("openssl")
+                .current_dir(dir.path())
+                .args(args)
+                .output()
+        };
+        let Ok(out) = run(&[
+            "ocsp",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            "leaf.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ]) else {
+            eprintln!("SKIPPED: `openssl` not found, no OCSP response to staple");
+            return None;
+        };
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run(&[
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-rsigner",
+            "ca.pem",
+            "-rkey",
+            "ca.key",
+            "-CA",
+            "ca.pem",
+            "-reqin",
+            "req.der",
+            "-respout",
+            "resp.der",
+            "-ndays",
+            "1",
+        ])
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(std::fs::read(p("resp.der")).unwrap())
+    }
+
+    /// The judgement of a chain after a rustls handshake with a server stapling `ocsp`.
+    async fn judged_with_staple(
+        pki: &Pki,
+        leaf: &crate::lab::certs::Leaf,
+        ocsp: Vec<u8>,
+    ) -> Judgement {
+        let config = leaf.server_config_with_ocsp(ocsp);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            if let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await {
+                use tokio::io::AsyncReadExt;
+                let _ = tls.read(&mut [0u8; 16]).await;
+            }
+        });
+        let c = client(pki);
+        let tls = handshake_with(&c, addr, Engine::Rustls).await.unwrap();
+        c.judge_chain(&peer_chain(&tls), &mx(), true).await
+    }
+
+    #[tokio::test]
+    async fn a_stapled_ocsp_response_is_checked() {
+        let pki = Pki::new();
+        let leaf = pki.leaf(&LeafSpec {
+            serial: 0x51,
+            ..LeafSpec::valid("mx.lab.example")
+        });
+        let Some(revoked) = ocsp_response(&pki, &leaf.chain_pem, 0x51, true) else {
+            return;
+        };
+        let j = judged_with_staple(&pki, &leaf, revoked).await;
+        assert!(
+            matches!(
+                j.result,
+                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+            ),
+            "{j:?}"
+        );
+        let good = ocsp_response(&pki, &leaf.chain_pem, 0x51, false).unwrap();
+        let j = judged_with_staple(&pki, &leaf, good).await;
+        assert!(j.result.is_ok() && j.warnings.is_empty(), "{j:?}");
+        // A response signed by anyone but the issuer says nothing.
+        let other = Pki::new();
+        let forged = ocsp_response(&other, &leaf.chain_pem, 0x51, true).unwrap();
+        let j = judged_with_staple(&pki, &leaf, forged).await;
+        assert!(j.result.is_ok(), "{j:?}");
+        assert!(
+            j.warnings.len() == 1
+                && j.warnings[0].starts_with("revocation not checked: the stapled OCSP response"),
+            "{j:?}"
+        );
     }
 
     #[tokio::test]

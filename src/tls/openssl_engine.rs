@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use openssl::error::ErrorStack;
 use openssl::ssl::{
     ErrorCode, SslConnector, SslMethod, SslRef, SslSessionCacheMode, SslVerifyMode, SslVersion,
+    StatusType,
 };
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -83,6 +84,9 @@ impl OpenSslEngine {
                     .into_ssl(host.unwrap_or(""))
             })
             .map_err(setup_error)?;
+        // Ask for a stapled OCSP response, as rustls always does.
+        let mut ssl = ssl;
+        ssl.set_status_type(StatusType::OCSP).map_err(setup_error)?;
         let mut stream = SslStream::new(ssl, io).map_err(setup_error)?;
         Pin::new(&mut stream).connect().await.map_err(classify)?;
         Ok(stream)
