@@ -238,7 +238,7 @@ impl TlsClient {
         };
         match self
             .roots
-            .recheck(tier, leaf, intermediates, name, vec![crl])
+            .recheck(tier, leaf, intermediates, name, crl)
             .await
         {
             Ok(()) => {}

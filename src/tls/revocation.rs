@@ -47,13 +47,17 @@ struct Entry {
 }
 
 struct Fetched {
-    result: Result<CertificateRevocationListDer<'static>, String>,
+    result: Result<Arc<CertificateRevocationListDer<'static>>, String>,
     until: SystemTime,
 }
 
 impl CrlCache {
-    /// The CRL at `url`, from the cache while it is current, else fetched.
-    pub async fn get(&self, url: &str) -> Result<CertificateRevocationListDer<'static>, String> {
+    /// The CRL at `url`, from the cache while it is current, else fetched. The same `Arc`
+    /// while it is cached, so that what is built from it can be cached by it too.
+    pub async fn get(
+        &self,
+        url: &str,
+    ) -> Result<Arc<CertificateRevocationListDer<'static>>, String> {
         let entry = {
             let mut entries = self.entries.lock().expect("CRL cache lock");
             let now = SystemTime::now();
@@ -80,7 +84,10 @@ impl CrlCache {
                     Ok(crl) => cache_until(crl),
                     Err(_) => SystemTime::now() + FAILURE_TTL,
                 };
-                Fetched { result, until }
+                Fetched {
+                    result: result.map(Arc::new),
+                    until,
+                }
             })
             .await;
         fetched.result.clone()

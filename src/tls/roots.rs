@@ -17,8 +17,9 @@
 //! other failure goes on to the next tier, and the last tier's answer is the answer: the
 //! verdict is always the whole store's, however far the store was read.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
@@ -128,11 +129,24 @@ struct Built {
     verifier: Arc<WebPkiServerVerifier>,
 }
 
+/// How many verifiers with a fetched CRL are kept.
+const MAX_CRL_VERIFIERS: usize = 256;
+
+/// A fetched CRL and the verifier built with it, by tier and CRL.
+type CrlVerifiers = HashMap<
+    (usize, usize),
+    (
+        Arc<CertificateRevocationListDer<'static>>,
+        Arc<WebPkiServerVerifier>,
+    ),
+>;
+
 struct Inner {
     sources: Vec<(Source, OnceLock<Vec<CertificateDer<'static>>>)>,
     tiers: Vec<Tier>,
     cfg: TlsConfig,
     provider: Arc<CryptoProvider>,
+    with_crl: Mutex<CrlVerifiers>,
 }
 
 /// The tiers of a run's trust store; cheap to clone.
@@ -160,6 +174,7 @@ impl Roots {
             tiers,
             cfg: cfg.clone(),
             provider,
+            with_crl: Mutex::new(HashMap::new()),
         }));
         if cfg.extra_roots.is_empty()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
@@ -198,21 +213,45 @@ impl Roots {
         (answer, None)
     }
 
-    /// Judges a chain that led to `tier` again, with `crls` besides `[tls].crl_file`'s: a
-    /// fetched CRL is only ever used for a chain the roots already trust.
+    /// Judges a chain that led to `tier` again, with `crl` besides `[tls].crl_file`'s: a
+    /// fetched CRL is only ever used for a chain the roots already trust. The verifier is
+    /// kept while the CRL is (parsing a large CRL costs more than the rest of a probe).
     pub async fn recheck(
         &self,
         tier: TierId,
         leaf: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         name: &ServerName<'_>,
-        crls: Vec<CertificateRevocationListDer<'static>>,
+        crl: Arc<CertificateRevocationListDer<'static>>,
     ) -> Result<(), rustls::Error> {
         let built = self
             .tier(tier.0)
             .await
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))?;
-        let verifier = self.0.verifier(built.roots, crls)?;
+        // Keyed by the CRL's allocation, which the entry holds, so the key cannot be reused.
+        let key = (tier.0, Arc::as_ptr(&crl) as usize);
+        let cached = self
+            .0
+            .with_crl
+            .lock()
+            .expect("verifier cache lock")
+            .get(&key)
+            .map(|(_, v)| v.clone());
+        let verifier = match cached {
+            Some(v) => v,
+            None => {
+                let v = self
+                    .0
+                    .verifier(built.roots, vec![CertificateRevocationListDer::clone(&crl)])?;
+                let mut cache = self.0.with_crl.lock().expect("verifier cache lock");
+                if cache.len() >= MAX_CRL_VERIFIERS {
+                    // Refreshed CRLs leave their old entries behind; start again.
+                    cache.clear();
+                }
+                cache.insert(key, (crl, v.clone()));
+                v
+            }
+        };
         let answer = verifier
             .verify_server_cert(leaf, intermediates, name, &[], UnixTime::now())
             .map(|_| ());
@@ -231,6 +270,12 @@ impl Roots {
             .get_or_init(|| async { self.0.build(i) })
             .await
             .clone()
+    }
+
+    /// How many verifiers with a fetched CRL are kept (for tests of the cache).
+    #[cfg(test)]
+    pub fn crl_verifiers(&self) -> usize {
+        self.0.with_crl.lock().expect("verifier cache lock").len()
     }
 
     /// How many sources have been read so far (for tests of the laziness).
