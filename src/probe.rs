@@ -264,12 +264,14 @@ pub async fn probe_target(
     if let Some(r) = target.resolve_ms {
         run.timings.insert(Stage::Resolve, r);
     }
-    let result = run.session(ctx, &target, place, Engine::Rustls).await;
+    let mut result = run.session(ctx, &target, place, Engine::Rustls).await;
     if run.no_common_algorithm {
         // The server took none of rustls's suites, but EOP also offers suites rustls lacks
         // (AES-CBC, RSA key exchange): the OpenSSL engine offers those, over a new connection
         // and a new dialogue. Its session is the verdict if its handshake completed;
         // otherwise the server agrees on nothing EOP offers, and rustls's failure says so.
+        // The stages' times are both attempts'.
+        run.close_timing(Instant::now());
         let mut retry = Run::new(
             &c.settings,
             c.tls_domain.as_ref(),
@@ -281,6 +283,12 @@ pub async fn probe_target(
         let second = retry.session(ctx, &target, place, Engine::OpenSsl).await;
         if retry.verdict.tls.is_some() {
             return retry.finish(second);
+        }
+        if let (Err(first), Err(second)) = (&mut result, &second) {
+            first.detail = format!(
+                "{}; EOP's suites that only OpenSSL speaks were refused too ({})",
+                first.detail, second.detail
+            );
         }
     }
     run.finish(result)
