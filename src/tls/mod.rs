@@ -728,6 +728,7 @@ mod tests {
             "one fetch, shared until the CRL's nextUpdate"
         );
         assert_eq!(c.crls.len(), 1);
+        assert_eq!(c.roots.crl_verifiers(), 1, "one verifier built with it");
     }
 
     #[tokio::test]
