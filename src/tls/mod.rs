@@ -938,6 +938,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_hello_naming_a_suite_rustls_lacks_asks_for_the_other_engine() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let _ = tcp.read(&mut [0u8; 4096]).await;
+            // A TLS 1.2 ServerHello choosing TLS_RSA_WITH_AES_256_GCM_SHA384 (0x009d).
+            let mut hello = vec![
+                0x16, 0x03, 0x03, 0x00, 0x2a, 0x02, 0x00, 0x00, 0x26, 0x03, 0x03,
+            ];
+            hello.extend([0x42; 32]);
+            hello.extend([0x00, 0x00, 0x9d, 0x00]);
+            let _ = tcp.write_all(&hello).await;
+            let _ = tcp.read(&mut [0u8; 4096]).await;
+        });
+        let c = TlsClient::new(&TlsConfig::default());
+        let refused = handshake_with(&c, addr, Engine::Rustls)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            refused.no_common_algorithm()
+                && refused.detail.contains("SelectedUnofferedCipherSuite"),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn without_ca_file_the_system_store_loads_at_once() {
         let c = TlsClient::new(&TlsConfig::default());
         for _ in 0..200 {
