@@ -5,6 +5,10 @@
 # Reload the configuration: docker kill --signal HUP connector-probe
 
 FROM rust:1-bookworm AS build
+# The second TLS engine links the system's OpenSSL 3 (the rust image has most of this; say it).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libssl-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so a source change does not refetch them.
 COPY Cargo.toml Cargo.lock ./
@@ -16,9 +20,10 @@ RUN cargo build --release --locked --bin connector-probe \
     && strip target/release/connector-probe
 
 FROM debian:bookworm-slim
-# The native root store (rustls-native-certs reads /etc/ssl/certs).
+# The native root store (rustls-native-certs reads /etc/ssl/certs), and libssl3 for the
+# second TLS engine.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/connector-probe --shell /usr/sbin/nologin connector-probe \
     && install -d -o connector-probe -g connector-probe -m 0700 /var/lib/connector-probe

@@ -24,7 +24,7 @@ use crate::connect::connect;
 use crate::dns::{DnsFailure, MxAnswer, Resolver};
 use crate::limits::{Limits, Place};
 use crate::smtp::{Command, ReadError, Reply, SmtpStream};
-use crate::tls::{TlsClient, peer_chain, session_info};
+use crate::tls::{Engine, TlsClient, peer_chain, session_info};
 use crate::verdict::table::{self, Msg};
 use crate::verdict::{
     self, Action, Code, ConnectorVerdict, Failure, Judged, Outcome, Stage, TargetVerdict, message,
@@ -439,7 +439,40 @@ pub async fn probe_target(
         run.timings.insert(Stage::Resolve, r);
     }
     let _connection = ctx.connection_permit().await;
-    let result = match run.session(ctx, &target, place, Attempt::Starttls).await {
+    let mut result = run
+        .session(ctx, &target, place, Attempt::Starttls(Engine::Rustls))
+        .await;
+    if run.no_common_algorithm {
+        // The server took none of rustls's suites, but EOP also offers suites rustls lacks
+        // (AES-CBC, RSA key exchange): the OpenSSL engine offers those, over a new connection
+        // and a new dialogue. Its session decides if its handshake completed; otherwise the
+        // server agrees on nothing EOP offers, and rustls's failure says so (and, in an
+        // opportunistic connector, leads to the fallback below). The stages' times are both
+        // attempts'.
+        run.close_timing(Instant::now());
+        let mut retry = Run::new(
+            &c.settings,
+            c.tls_domain.as_ref(),
+            &target.host,
+            Some(target.addr),
+            target.addr.port(),
+        );
+        retry.timings.clone_from(&run.timings);
+        let second = retry
+            .session(ctx, &target, place, Attempt::Starttls(Engine::OpenSsl))
+            .await;
+        if retry.verdict.tls.is_some() {
+            run = retry;
+            result = second;
+        } else if let (Err(first), Err(second)) = (&mut result, &second) {
+            let also = format!(
+                "; EOP's suites that only OpenSSL speaks were refused too ({})",
+                second.failure().detail
+            );
+            first.failure_mut().detail.push_str(&also);
+        }
+    }
+    let result = match result {
         Err(Stop::Fallback(f)) => {
             run.note_fallback(&f);
             run.session(ctx, &target, place, Attempt::Plaintext).await
@@ -465,10 +498,11 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// Which session: the usual one, or the opportunistic fallback without STARTTLS.
+/// Which session: the usual one, with the TLS engine that handshakes, or the opportunistic
+/// fallback without STARTTLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attempt {
-    Starttls,
+    Starttls(Engine),
     Plaintext,
 }
 
@@ -480,6 +514,22 @@ enum Stop {
     Fallback(Failure),
 }
 
+impl Stop {
+    fn failure(&self) -> &Failure {
+        match self {
+            Stop::Failed(j) => &j.failure,
+            Stop::Fallback(f) => f,
+        }
+    }
+
+    fn failure_mut(&mut self) -> &mut Failure {
+        match self {
+            Stop::Failed(j) => &mut j.failure,
+            Stop::Fallback(f) => f,
+        }
+    }
+}
+
 /// The state of one target's probe.
 struct Run<'a> {
     settings: &'a Settings,
@@ -489,6 +539,8 @@ struct Run<'a> {
     /// The stage being timed, and since when.
     current: Option<(Stage, Instant)>,
     enhanced_codes: bool,
+    /// The handshake failed because the server took nothing the engine offered.
+    no_common_algorithm: bool,
 }
 
 impl<'a> Run<'a> {
@@ -506,6 +558,7 @@ impl<'a> Run<'a> {
             timings: BTreeMap::new(),
             current: None,
             enhanced_codes: false,
+            no_common_algorithm: false,
         }
     }
 
@@ -757,9 +810,9 @@ impl<'a> Run<'a> {
         let keywords: Vec<String> = ehlo.ehlo_keywords().collect();
         self.enhanced_codes = keywords.iter().any(|k| k == "ENHANCEDSTATUSCODES");
 
-        if attempt == Attempt::Plaintext {
+        let Attempt::Starttls(engine) = attempt else {
             return self.quit(smtp).await;
-        }
+        };
         self.enter(Stage::Starttls);
         if !keywords.iter().any(|k| k == "STARTTLS") {
             self.observe(Failure::new(
@@ -794,15 +847,21 @@ impl<'a> Run<'a> {
 
         self.enter(Stage::Tls);
         let tcp = smtp.into_inner();
+        let mut no_common = false;
         let handshake = async {
             ctx.tls
-                .handshake(tcp, target.server_name.clone())
+                .handshake(tcp, target.server_name.clone(), engine)
                 .await
-                .map_err(|(o, d)| Failure::new(Stage::Tls, o, d))
+                .map_err(|e| {
+                    no_common = e.no_common_algorithm();
+                    Failure::new(Stage::Tls, e.outcome, e.detail)
+                })
         };
         let tls = self
             .timed(Stage::Tls, t.tls, "TLS handshake", handshake)
-            .await?;
+            .await;
+        self.no_common_algorithm = no_common && engine == Engine::Rustls;
+        let tls = tls?;
         self.verdict.tls = Some(session_info(&tls));
 
         self.enter(Stage::Certificate);
@@ -871,7 +930,16 @@ impl<'a> Run<'a> {
         let info = CertificateInfo::from_chain(chain, now);
         self.verdict.certificate = info.clone();
         let self_issued = info.as_ref().is_some_and(|i| i.self_issued);
-        let mut problem = match ctx.tls.verify_chain(chain, &target.server_name, None).await {
+        let fetch = self.mode().validates_certificate();
+        let judgement = ctx.tls.judge_chain(chain, &target.server_name, fetch).await;
+        for warning in judgement.warnings {
+            self.observe(Failure::new(
+                Stage::Certificate,
+                Outcome::RevocationUnchecked,
+                warning,
+            ))?;
+        }
+        let mut problem = match judgement.result {
             Ok(()) => None,
             Err(e) => chain_problem(&e, self_issued),
         };

@@ -67,6 +67,7 @@ pub fn render(c: &Config) -> String {
     };
     let _ = writeln!(out, "ca_file = {}", path(&c.tls.ca_file));
     let _ = writeln!(out, "crl_file = {}", path(&c.tls.crl_file));
+    let _ = writeln!(out, "revocation = {}", quote(c.tls.revocation.as_str()));
 
     let d = &c.daemon;
     let _ = writeln!(out, "\n[daemon]");

@@ -198,6 +198,30 @@ pub struct TlsConfig {
     /// revocation can be judged where the admin has revocation data.
     pub crl_file: Option<PathBuf>,
     pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// `[tls] revocation`: whether the CRLs a trusted certificate names are fetched and a
+    /// stapled OCSP response is checked (`crl_file` is checked either way).
+    pub revocation: Revocation,
+}
+
+/// `[tls] revocation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Revocation {
+    /// As EOP: the CRLs of the certificate's distribution points (over HTTP), and a stapled
+    /// OCSP response.
+    #[default]
+    Fetch,
+    /// Only `crl_file`.
+    Off,
+}
+
+impl Revocation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Revocation::Fetch => "fetch",
+            Revocation::Off => "off",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -75,6 +75,7 @@ pub struct RawDns {
 pub struct RawTls {
     pub ca_file: Option<String>,
     pub crl_file: Option<String>,
+    pub revocation: Option<super::Revocation>,
 }
 
 #[derive(Debug, Default, Deserialize)]

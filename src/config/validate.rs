@@ -268,6 +268,7 @@ fn tls_config(raw: &super::raw::RawTls, base: &Path, at: &KeyPath) -> Result<Tls
             .map_err(|m| (at.key("crl_file"), m))?;
         tls.crl_file = Some(path);
     }
+    tls.revocation = raw.revocation.unwrap_or_default();
     Ok(tls)
 }
 

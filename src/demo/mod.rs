@@ -68,6 +68,7 @@ fn lab_config(pki: &Pki, nameserver: SocketAddr, connectors: Vec<Connector>) -> 
             extra_roots: vec![pki.root.cert.clone()],
             crl_file: None,
             crls: vec![pki.crl(&[REVOKED_SERIAL])],
+            revocation: Default::default(),
         },
         daemon: DaemonConfig {
             concurrency: 256,

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use openssl::ssl::SslAcceptor;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
@@ -26,6 +27,11 @@ pub struct Ca {
 impl Ca {
     fn issuer(&self) -> Issuer<'_, &KeyPair> {
         Issuer::from_params(&self.params, &self.key)
+    }
+
+    /// The CA's key in PKCS#8 PEM, for tools that sign in its name (`openssl ocsp`).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
     }
 }
 
@@ -54,6 +60,11 @@ pub struct LeafSpec {
     /// `false` gives a leaf for client authentication only: the wrong key usage.
     pub server_auth: bool,
     pub serial: u64,
+    /// An RSA key (2048 bits) instead of a P-256 one: the ECDHE-RSA and RSA key exchange
+    /// suites need one.
+    pub rsa: bool,
+    /// The URLs of its CRL distribution point.
+    pub crl_urls: Vec<String>,
 }
 
 impl LeafSpec {
@@ -68,6 +79,8 @@ impl LeafSpec {
             send_intermediate: true,
             server_auth: true,
             serial: 0,
+            rsa: false,
+            crl_urls: Vec::new(),
         }
     }
 }
@@ -94,7 +107,57 @@ pub struct Leaf {
     pub key_pem: String,
 }
 
+/// A 2048-bit RSA key; ring, which signs for rcgen, cannot generate one, OpenSSL can.
+fn rsa_key() -> KeyPair {
+    let rsa = openssl::rsa::Rsa::generate(2048).expect("RSA key generation");
+    let pem = openssl::pkey::PKey::from_rsa(rsa)
+        .and_then(|k| k.private_key_to_pem_pkcs8())
+        .expect("PKCS#8 encoding");
+    KeyPair::from_pem(std::str::from_utf8(&pem).expect("PEM is ASCII")).expect("an RSA key pair")
+}
+
 impl Leaf {
+    /// An OpenSSL server presenting this leaf, TLS 1.2 only, limited to the suites of
+    /// `ciphers` (OpenSSL's names), at security level 0 so that any suite may be chosen.
+    pub fn openssl_acceptor(&self, ciphers: &str) -> Arc<SslAcceptor> {
+        use openssl::pkey::PKey;
+        use openssl::ssl::{SslMethod, SslVersion};
+        use openssl::x509::X509;
+        let build = || -> Result<SslAcceptor, openssl::error::ErrorStack> {
+            let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+            b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+            b.set_max_proto_version(Some(SslVersion::TLS1_2))?;
+            b.set_security_level(0);
+            b.set_cipher_list(ciphers)?;
+            let (leaf, rest) = self.chain.split_first().expect("a chain has a leaf");
+            let leaf = X509::from_der(leaf)?;
+            b.set_certificate(&leaf)?;
+            for c in rest {
+                b.add_extra_chain_cert(X509::from_der(c)?)?;
+            }
+            let key = PKey::private_key_from_der(self.key.secret_pkcs8_der())?;
+            b.set_private_key(&key)?;
+            b.check_private_key()?;
+            Ok(b.build())
+        };
+        Arc::new(build().expect("an OpenSSL acceptor for the lab leaf"))
+    }
+
+    /// A rustls server configuration presenting this leaf and stapling `ocsp` (DER).
+    pub fn server_config_with_ocsp(&self, ocsp: Vec<u8>) -> Arc<ServerConfig> {
+        let config = ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default protocol versions")
+            .with_no_client_auth()
+            .with_single_cert_with_ocsp(
+                self.chain.clone(),
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+                ocsp,
+            )
+            .expect("the lab key matches its certificate");
+        Arc::new(config)
+    }
+
     /// A rustls server configuration presenting this leaf.
     pub fn server_config(&self) -> Arc<ServerConfig> {
         let config = ServerConfig::builder_with_provider(crate::tls::provider())
@@ -188,7 +251,16 @@ impl Pki {
         if spec.serial != 0 {
             p.serial_number = Some(SerialNumber::from(spec.serial));
         }
-        let key = KeyPair::generate().expect("key generation");
+        if !spec.crl_urls.is_empty() {
+            p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: spec.crl_urls.clone(),
+            }];
+        }
+        let key = if spec.rsa {
+            rsa_key()
+        } else {
+            KeyPair::generate().expect("key generation")
+        };
         let cert = match spec.signer {
             Signer::Intermediate => p.signed_by(&key, &self.intermediate.issuer()),
             Signer::Stranger => p.signed_by(&key, &self.stranger.issuer()),

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openssl::ssl::{Ssl, SslAcceptor};
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,6 +31,9 @@ pub enum Step {
     Drain,
     /// Accept a TLS handshake; later steps run over TLS.
     StartTls(Arc<ServerConfig>),
+    /// The same with OpenSSL, for the suites rustls has no server side for (CBC, RSA key
+    /// exchange) or that the probe must refuse (ChaCha20).
+    StartOpenSsl(Arc<SslAcceptor>),
     Sleep(Duration),
     /// Close the connection (FIN).
     Close,
@@ -101,6 +105,18 @@ impl Script {
         steps.extend(Self::after_tls());
         Script { steps }
     }
+
+    /// A complete STARTTLS conversation whose handshake OpenSSL answers with `tls`.
+    pub fn healthy_openssl(tls: Arc<SslAcceptor>) -> Script {
+        let mut steps = Self::greeting();
+        steps.extend([
+            Step::Expect("STARTTLS"),
+            send("220 2.0.0 Ready to start TLS\r\n"),
+            Step::StartOpenSsl(tls),
+        ]);
+        steps.extend(Self::after_tls());
+        Script { steps }
+    }
 }
 
 /// A running scripted server.
@@ -161,6 +177,7 @@ impl Drop for SmtpServer {
 enum Conn {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    OpenSsl(Box<tokio_openssl::SslStream<TcpStream>>),
 }
 
 impl Conn {
@@ -168,6 +185,7 @@ impl Conn {
         match self {
             Conn::Plain(t) => t,
             Conn::Tls(t) => t.get_ref().0,
+            Conn::OpenSsl(t) => t.get_ref(),
         }
     }
 }
@@ -185,6 +203,18 @@ async fn play(tcp: TcpStream, script: &Script, log: &Mutex<Vec<String>>) -> io::
                     TlsAcceptor::from(config.clone()).accept(tcp).await?,
                 ));
             }
+            Step::StartOpenSsl(acceptor) => {
+                let Conn::Plain(tcp) = conn else {
+                    return Err(io::Error::other("STARTTLS twice"));
+                };
+                let ssl = Ssl::new(acceptor.context()).map_err(io::Error::other)?;
+                let mut tls = tokio_openssl::SslStream::new(ssl, tcp).map_err(io::Error::other)?;
+                std::pin::Pin::new(&mut tls)
+                    .accept()
+                    .await
+                    .map_err(io::Error::other)?;
+                conn = Conn::OpenSsl(Box::new(tls));
+            }
             Step::Reset => {
                 conn.tcp().set_zero_linger()?;
                 return Ok(());
@@ -192,6 +222,7 @@ async fn play(tcp: TcpStream, script: &Script, log: &Mutex<Vec<String>>) -> io::
             _ => match &mut conn {
                 Conn::Plain(s) => run(s, step, log).await?,
                 Conn::Tls(s) => run(s.as_mut(), step, log).await?,
+                Conn::OpenSsl(s) => run(s.as_mut(), step, log).await?,
             },
         }
     }
@@ -233,7 +264,9 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             let mut buf = [0u8; 4096];
             while s.read(&mut buf).await? > 0 {}
         }
-        Step::StartTls(_) | Step::Reset => unreachable!("handled by play"),
+        Step::StartTls(_) | Step::StartOpenSsl(_) | Step::Reset => {
+            unreachable!("handled by play")
+        }
     }
     Ok(())
 }

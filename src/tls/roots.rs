@@ -17,14 +17,15 @@
 //! other failure goes on to the next tier, and the last tier's answer is the answer: the
 //! verdict is always the whole store's, however far the store was read.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::{CertificateError, RootCertStore};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use tokio::sync::OnceCell;
 
 use crate::config::TlsConfig;
@@ -118,14 +119,34 @@ impl Source {
 /// One tier: its sources are the first `sources` of the store's list.
 struct Tier {
     sources: usize,
-    verifier: OnceCell<Result<Arc<WebPkiServerVerifier>, String>>,
+    verifier: OnceCell<Result<Built, String>>,
 }
+
+/// A tier's roots and its verifier (with `[tls].crl_file`'s CRLs).
+#[derive(Clone)]
+struct Built {
+    roots: Arc<RootCertStore>,
+    verifier: Arc<WebPkiServerVerifier>,
+}
+
+/// How many verifiers with a fetched CRL are kept.
+const MAX_CRL_VERIFIERS: usize = 256;
+
+/// A fetched CRL and the verifier built with it, by tier and CRL.
+type CrlVerifiers = HashMap<
+    (usize, usize),
+    (
+        Arc<CertificateRevocationListDer<'static>>,
+        Arc<WebPkiServerVerifier>,
+    ),
+>;
 
 struct Inner {
     sources: Vec<(Source, OnceLock<Vec<CertificateDer<'static>>>)>,
     tiers: Vec<Tier>,
     cfg: TlsConfig,
     provider: Arc<CryptoProvider>,
+    with_crl: Mutex<CrlVerifiers>,
 }
 
 /// The tiers of a run's trust store; cheap to clone.
@@ -153,6 +174,7 @@ impl Roots {
             tiers,
             cfg: cfg.clone(),
             provider,
+            with_crl: Mutex::new(HashMap::new()),
         }));
         if cfg.extra_roots.is_empty()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
@@ -166,31 +188,76 @@ impl Roots {
         roots
     }
 
-    /// Judges a chain against the tiers, as the module's documentation says.
-    pub async fn verify(
+    /// Judges a chain against the tiers, as the module's documentation says; with the tier
+    /// whose roots the chain leads to, if it does (a valid chain with a name error does).
+    pub async fn verify_in(
         &self,
         leaf: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         name: &ServerName<'_>,
         at: UnixTime,
-    ) -> Result<(), rustls::Error> {
+    ) -> (Result<(), rustls::Error>, Option<TierId>) {
         let untrusted = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
         let mut answer = Err(untrusted.clone());
         for i in 0..self.0.tiers.len() {
             answer = match self.tier(i).await {
-                Ok(v) => v
+                Ok(b) => b
+                    .verifier
                     .verify_server_cert(leaf, intermediates, name, &[], at)
                     .map(|_| ()),
                 Err(_) => Err(untrusted.clone()),
             };
-            match &answer {
-                Ok(()) => return answer,
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::NotValidForName
-                    | CertificateError::NotValidForNameContext { .. },
-                )) => return answer,
-                Err(_) => {}
+            if answer.is_ok() || is_name_error(&answer) {
+                return (answer, Some(TierId(i)));
             }
+        }
+        (answer, None)
+    }
+
+    /// Judges a chain that led to `tier` again, with `crl` besides `[tls].crl_file`'s: a
+    /// fetched CRL is only ever used for a chain the roots already trust. The verifier is
+    /// kept while the CRL is (parsing a large CRL costs more than the rest of a probe).
+    pub async fn recheck(
+        &self,
+        tier: TierId,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        crl: Arc<CertificateRevocationListDer<'static>>,
+    ) -> Result<(), rustls::Error> {
+        let built = self
+            .tier(tier.0)
+            .await
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))?;
+        // Keyed by the CRL's allocation, which the entry holds, so the key cannot be reused.
+        let key = (tier.0, Arc::as_ptr(&crl) as usize);
+        let cached = self
+            .0
+            .with_crl
+            .lock()
+            .expect("verifier cache lock")
+            .get(&key)
+            .map(|(_, v)| v.clone());
+        let verifier = match cached {
+            Some(v) => v,
+            None => {
+                let v = self
+                    .0
+                    .verifier(built.roots, vec![CertificateRevocationListDer::clone(&crl)])?;
+                let mut cache = self.0.with_crl.lock().expect("verifier cache lock");
+                if cache.len() >= MAX_CRL_VERIFIERS {
+                    // Refreshed CRLs leave their old entries behind; start again.
+                    cache.clear();
+                }
+                cache.insert(key, (crl, v.clone()));
+                v
+            }
+        };
+        let answer = verifier
+            .verify_server_cert(leaf, intermediates, name, &[], UnixTime::now())
+            .map(|_| ());
+        if is_name_error(&answer) {
+            return Ok(());
         }
         answer
     }
@@ -198,12 +265,18 @@ impl Roots {
     /// Tier `i`'s verifier, built (and its sources read) on first use. The build runs on the
     /// calling task: a millisecond for a bundle, once per run. A thread of its own would cost
     /// more than that (a new thread's malloc arena alone doubles a one-shot's system time).
-    async fn tier(&self, i: usize) -> Result<Arc<WebPkiServerVerifier>, String> {
+    async fn tier(&self, i: usize) -> Result<Built, String> {
         self.0.tiers[i]
             .verifier
             .get_or_init(|| async { self.0.build(i) })
             .await
             .clone()
+    }
+
+    /// How many verifiers with a fetched CRL are kept (for tests of the cache).
+    #[cfg(test)]
+    pub fn crl_verifiers(&self) -> usize {
+        self.0.with_crl.lock().expect("verifier cache lock").len()
     }
 
     /// How many sources have been read so far (for tests of the laziness).
@@ -217,8 +290,22 @@ impl Roots {
     }
 }
 
+/// A tier that a chain led to.
+#[derive(Debug, Clone, Copy)]
+pub struct TierId(usize);
+
+/// webpki checks the name only once the chain is valid, so a name error means a valid chain.
+fn is_name_error(answer: &Result<(), rustls::Error>) -> bool {
+    matches!(
+        answer,
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ))
+    )
+}
+
 impl Inner {
-    fn build(&self, i: usize) -> Result<Arc<WebPkiServerVerifier>, String> {
+    fn build(&self, i: usize) -> Result<Built, String> {
         let mut roots = RootCertStore::empty();
         for (source, certs) in &self.sources[..self.tiers[i].sources] {
             let certs = certs.get_or_init(|| source.load());
@@ -230,12 +317,25 @@ impl Inner {
                 );
             }
         }
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .with_crls(self.cfg.crls.iter().cloned())
+        let roots = Arc::new(roots);
+        let verifier = self
+            .verifier(roots.clone(), Vec::new())
+            .map_err(|e| format!("no trusted roots: {e}"))?;
+        Ok(Built { roots, verifier })
+    }
+
+    /// A verifier over `roots` with `[tls].crl_file`'s CRLs and `extra`.
+    fn verifier(
+        &self,
+        roots: Arc<RootCertStore>,
+        extra: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+        WebPkiServerVerifier::builder_with_provider(roots, self.provider.clone())
+            .with_crls(self.cfg.crls.iter().cloned().chain(extra))
             // Only a listed revocation fails; a chain without a CRL is not "unknown".
             .allow_unknown_revocation_status()
             .only_check_end_entity_revocation()
             .build()
-            .map_err(|e| format!("no trusted roots: {e}"))
+            .map_err(|e| rustls::Error::General(format!("{e}")))
     }
 }

@@ -111,6 +111,8 @@ pub enum Outcome {
     // certificate
     Certificate(Problem),
     ExpiresSoon,
+    /// A CRL or OCSP source the certificate names could not be reached or read.
+    RevocationUnchecked,
     // any reply the parser had to be lenient with (bare LF, mixed codes)
     LenientReply,
     // anything else (an I/O error the table does not name)
@@ -188,7 +190,10 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TlsInfo {
     pub version: String,
+    /// IANA's name of the suite.
     pub cipher: String,
+    /// Which engine handshook: "rustls", or "openssl" for EOP's suites rustls lacks.
+    pub engine: String,
 }
 
 /// One target's result, as `probe --json` shows it.

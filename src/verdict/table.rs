@@ -378,6 +378,15 @@ pub const RULES: &[Rule] = &[
         "D",
     ),
     go_on(&[S::Certificate], &[O::ExpiresSoon], All, Action::Warn, "-"),
+    // A CRL or OCSP source the certificate names that cannot be reached or read is never a
+    // failure (classification.md, "Revocation").
+    go_on(
+        &[S::Certificate],
+        &[O::RevocationUnchecked],
+        All,
+        Action::Warn,
+        "D",
+    ),
     // ehlo_tls
     fail(
         &[S::EhloTls],

@@ -4,10 +4,12 @@
 //!   against the lab's scripted servers on loopback.
 //! * `resolution`: EOP's resolution order, the names in its line, the DNS bounds, the fallback.
 //! * `details`: what a verdict carries beyond its code (EOP status line, certificate details).
+//! * `engines`: EOP's cipher suites: the OpenSSL engine for those rustls lacks, none for ChaCha20.
 //! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
 //! * `memory`: the same against the binary in its own process; its peak memory stays bounded.
 //! * `properties`: the reply parser's and the config loader's `invariants`, on generated input
 //!   (the same checks the fuzz targets in `fuzz/` make).
+//! * `revocation`: CRLs from the distribution points a certificate names, over local HTTP.
 //! * `cli`: the binary itself: exit codes, JSON, configuration errors.
 //! * `daemon`: `run` as a process: events, state, reload, signals, metrics, systemd notify.
 //! * `hardening`: closed pipes and stdout, a second SIGTERM, forged state dates and certificate
@@ -19,6 +21,7 @@ mod classification;
 mod cli;
 mod daemon;
 mod details;
+mod engines;
 mod hardening;
 mod hostile;
 mod import;
@@ -27,4 +30,5 @@ mod memory;
 mod peers;
 mod properties;
 mod resolution;
+mod revocation;
 mod util;

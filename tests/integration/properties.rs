@@ -167,6 +167,10 @@ const DNS: Keys = &[(
 const TLS: Keys = &[
     ("ca_file", &["\"\"", "!\"missing.pem\""]),
     ("crl_file", &["\"\"", "!\"missing.pem\""]),
+    (
+        "revocation",
+        &["\"fetch\"", "\"off\"", "!\"ocsp\"", "!true"],
+    ),
 ];
 const DAEMON: Keys = &[
     ("concurrency", &["1", "256", "!0", "!-1"]),

@@ -68,6 +68,31 @@ const CBC_ONLY: &[&str] = &[
     "tls_medium_cipherlist=ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA",
 ];
 
+/// TLS 1.2 limited to one suite of EOP's list that rustls lacks (AES-CBC with ECDHE-RSA),
+/// as older Exchange servers and appliances are configured.
+const CBC_SHA384_ONLY: &[&str] = &[
+    "smtpd_tls_protocols=TLSv1.2",
+    "tls_medium_cipherlist=ECDHE-RSA-AES256-SHA384",
+];
+/// TLS 1.2 limited to RSA key exchange with AES-GCM, in EOP's list, not in rustls's.
+const RSA_KX_ONLY: &[&str] = &[
+    "smtpd_tls_protocols=TLSv1.2",
+    "tls_medium_cipherlist=AES256-GCM-SHA384",
+];
+/// TLS 1.2 limited to ChaCha20, which rustls has and EOP never offers.
+const CHACHA_ONLY: &[&str] = &[
+    "smtpd_tls_protocols=TLSv1.2",
+    "tls_medium_cipherlist=ECDHE-RSA-CHACHA20-POLY1305",
+];
+
+/// A lab leaf for mail.lab.test with an RSA key, which the ECDHE-RSA and RSA suites need.
+fn valid_rsa() -> LeafSpec {
+    LeafSpec {
+        rsa: true,
+        ..valid()
+    }
+}
+
 fn servers() -> Vec<Server> {
     let server = |name, what, cert| Server {
         name,
@@ -165,6 +190,30 @@ fn servers() -> Vec<Server> {
                 "cbc-only",
                 "TLS 1.2 with CBC cipher suites only",
                 Cert::Lab(valid()),
+            )
+        },
+        Server {
+            options: CBC_SHA384_ONLY,
+            ..server(
+                "cbc-sha384",
+                "TLS 1.2 with ECDHE-RSA-AES256-SHA384 only",
+                Cert::Lab(valid_rsa()),
+            )
+        },
+        Server {
+            options: RSA_KX_ONLY,
+            ..server(
+                "rsa-kx",
+                "TLS 1.2 with AES256-GCM-SHA384 (RSA key exchange) only",
+                Cert::Lab(valid_rsa()),
+            )
+        },
+        Server {
+            options: CHACHA_ONLY,
+            ..server(
+                "chacha",
+                "TLS 1.2 with ECDHE-RSA-CHACHA20-POLY1305 only",
+                Cert::Lab(valid_rsa()),
             )
         },
         Server {
@@ -299,6 +348,51 @@ fn cases(servers: &[Server], ports: &HashMap<&str, u16>) -> Vec<Case> {
         )
         .domain(MAIL),
         on("pf-cbc-only-opportunistic", "cbc-only", delivers("warning")),
+        // EOP offers these two suites and rustls has neither: the OpenSSL engine handshakes.
+        on(
+            "pf-cbc-sha384-cv",
+            "cbc-sha384",
+            delivers("ok").over("openssl", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384"),
+        )
+        .tls(CV),
+        on(
+            "pf-cbc-sha384-encryption-only",
+            "cbc-sha384",
+            delivers("ok").over("openssl", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384"),
+        )
+        .tls(EO),
+        on(
+            "pf-cbc-sha384-opportunistic",
+            "cbc-sha384",
+            delivers("ok").over("openssl", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384"),
+        ),
+        on(
+            "pf-rsa-kx-cv",
+            "rsa-kx",
+            delivers("ok").over("openssl", "TLS_RSA_WITH_AES_256_GCM_SHA384"),
+        )
+        .tls(CV),
+        on(
+            "pf-rsa-kx-encryption-only",
+            "rsa-kx",
+            delivers("ok").over("openssl", "TLS_RSA_WITH_AES_256_GCM_SHA384"),
+        )
+        .tls(EO),
+        on(
+            "pf-rsa-kx-opportunistic",
+            "rsa-kx",
+            delivers("ok").over("openssl", "TLS_RSA_WITH_AES_256_GCM_SHA384"),
+        ),
+        // EOP never offers ChaCha20: the negotiation fails where TLS is required; where it is
+        // not, EOP sends without TLS over a new connection.
+        on("pf-chacha-cv", "chacha", failing("450 4.4.317", "tls")).tls(CV),
+        on(
+            "pf-chacha-encryption-only",
+            "chacha",
+            failing("450 4.4.317", "tls"),
+        )
+        .tls(EO),
+        on("pf-chacha-opportunistic", "chacha", delivers("warning")),
         on(
             "pf-no-starttls-opportunistic",
             "no-starttls",
@@ -407,6 +501,14 @@ pub fn start(place: &Place) -> Group {
         &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"],
         true,
     );
+    // Each limited server really speaks its one suite, or its case proves nothing.
+    for (server, cipher) in [
+        ("cbc-sha384", "ECDHE-RSA-AES256-SHA384"),
+        ("rsa-kx", "AES256-GCM-SHA384"),
+        ("chacha", "ECDHE-RSA-CHACHA20-POLY1305"),
+    ] {
+        assert_handshake(place, ports[server], &["-tls1_2", "-cipher", cipher], true);
+    }
     group.cases = cases(&servers, &ports);
     group
 }

@@ -374,6 +374,8 @@ pub struct Expect {
     pub stages: Vec<&'static str>,
     /// The start of the `[Message=…]` of EOP's status line, where the README fixes it.
     pub message: Option<&'static str>,
+    /// The engine and the suite (IANA's name) every target's TLS session must have.
+    pub tls: Option<(&'static str, &'static str)>,
 }
 
 /// A connector that fails with `code` at `stage`.
@@ -383,6 +385,7 @@ pub fn failing(code: &'static str, stage: &'static str) -> Expect {
         code: Some(code),
         stages: vec![stage],
         message: None,
+        tls: None,
     }
 }
 
@@ -393,6 +396,7 @@ pub fn delivers(status: &'static str) -> Expect {
         code: None,
         stages: vec!["done"],
         message: None,
+        tls: None,
     }
 }
 
@@ -404,6 +408,12 @@ impl Expect {
 
     pub fn stages(mut self, stages: &[&'static str]) -> Expect {
         self.stages = stages.to_vec();
+        self
+    }
+
+    /// Every target's TLS session made by `engine` with `cipher` (IANA's name).
+    pub fn over(mut self, engine: &'static str, cipher: &'static str) -> Expect {
+        self.tls = Some((engine, cipher));
         self
     }
 
@@ -422,6 +432,13 @@ impl Expect {
             .collect();
         if stages != self.stages {
             diffs.push(format!("stages {stages:?} (want {:?})", self.stages));
+        }
+        if let Some((engine, cipher)) = self.tls {
+            for t in targets(v) {
+                if t["tls"]["engine"] != engine || t["tls"]["cipher"] != cipher {
+                    diffs.push(format!("tls {} (want {engine} {cipher})", t["tls"]));
+                }
+            }
         }
         if let Some(message) = self.message {
             let want = format!("[Message={message}");
