@@ -23,6 +23,8 @@
 //! * [`demo`]: the built-in lab run, one server per row of the classification table.
 //! * [`import`]: `[[connector]]` entries from Exchange Online's own export of its outbound
 //!   connectors (`Get-OutboundConnector | ConvertTo-Json`).
+//! * [`explain`]: a queue line, NDR or message-trace reason read back into its condition,
+//!   stage, server and fix; and, with `--probe`, whether it still holds.
 
 pub mod certificate;
 pub mod config;
@@ -30,6 +32,7 @@ pub mod connect;
 pub mod daemon;
 pub mod demo;
 pub mod dns;
+pub mod explain;
 pub mod import;
 pub mod lab;
 pub mod limits;
