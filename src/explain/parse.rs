@@ -309,12 +309,15 @@ fn parse_eop(input: &str, text: &str, f: Found<'_>) -> Explained {
     }
     let read = read_message(facts.meaning, message.as_deref());
     let dane = f.enhanced.starts_with("5.7.");
-    let mfi_code = if dane {
+    // The code the mail flow intelligence alert names: the queue code (an NDR's 5.4.3xx is
+    // its 4.4.3xx), except that certificate failures, which EOP now queues under 4.4.317,
+    // are 4.7.320; 5.4.310 and the DANE codes are their own.
+    let mfi_code = if dane || f.enhanced == "5.4.310" {
         code.clone()
-    } else if read.condition == Condition::Other {
-        format!("450 4.{}", &f.enhanced[2..])
+    } else if read.condition.is_certificate() {
+        "450 4.7.320".to_owned()
     } else {
-        read.condition.facts().mfi_code.to_owned()
+        format!("450 4.{}", &f.enhanced[2..])
     };
     let kind = if code.starts_with('5') {
         Kind::Ndr
@@ -564,15 +567,24 @@ fn session(
     Condition::Other
 }
 
-/// The Message when it is an SMTP reply (`421 4.3.2 Service not available`).
+/// The server's reply in the Message: the whole Message when it starts with a reply code
+/// (`421 4.3.2 Service not available`), else from a reply code after a colon
+/// (`the server greeted with an error: 554 5.7.1 …`).
 fn reply(m: &str) -> Option<String> {
-    let b = m.as_bytes();
-    let code = b.len() >= 3
-        && matches!(b[0], b'2'..=b'5')
-        && b[1].is_ascii_digit()
-        && b[2].is_ascii_digit()
-        && b.get(3).is_none_or(|c| matches!(c, b' ' | b'-'));
-    code.then(|| m.to_owned())
+    let starts_reply = |s: &str| {
+        let b = s.as_bytes();
+        b.len() >= 3
+            && matches!(b[0], b'2'..=b'5')
+            && b[1].is_ascii_digit()
+            && b[2].is_ascii_digit()
+            && b.get(3).is_none_or(|c| matches!(c, b' ' | b'-'))
+    };
+    if starts_reply(m) {
+        return Some(m.to_owned());
+    }
+    let (_, after) = m.split_once(": ")?;
+    let after = after.trim_start();
+    starts_reply(after).then(|| after.to_owned())
 }
 
 /// `Socket error code 10061`, or a bare Winsock code (100xx/110xx) in the Message.

@@ -6,22 +6,52 @@ use super::parse::{self, Explained};
 /// The most of stdin read; an NDR with its original attached is well under this.
 pub const MAX_INPUT: usize = 4 * 1024 * 1024;
 
-/// Lines that only a whole message has (headers, the NDR's own wording).
-const MESSAGE_MARKERS: &[&str] = &[
+/// Header names that start lines of a whole message (not of a pasted status line).
+const HEADERS: &[&str] = &[
     "from:",
+    "to:",
     "subject:",
+    "date:",
     "received:",
     "content-type:",
+    "mime-version:",
     "reporting-mta:",
-    "diagnostic-code:",
     "final-recipient:",
+    "action:",
+];
+
+/// The wording of Exchange's NDRs around the status line (not on the line itself, as
+/// "Remote Server returned" is).
+const NDR_PHRASES: &[&str] = &[
     "diagnostic information for administrators",
-    "remote server returned",
-    "delivery has failed",
+    "delivery has failed to these recipients",
     "your message couldn't be delivered",
     "your message wasn't delivered",
-    "undeliverable:",
+    "generating server:",
 ];
+
+/// Whether `lines` are a whole message: two of its headers, or an NDR's own wording. Lines
+/// pasted one per line are all explained; a message's other lines are not.
+fn is_message(lines: &[String]) -> bool {
+    let mut headers = 0;
+    for l in lines {
+        let l = l.to_ascii_lowercase();
+        if NDR_PHRASES.iter().any(|p| l.contains(p)) {
+            return true;
+        }
+        if HEADERS.iter().any(|h| l.starts_with(h)) {
+            headers += 1;
+            if headers >= 2 {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The most lines picked from one message: an NDR states a handful; a text with thousands
+/// of distinct ones is not one message, and each is compared with those before it.
+pub const MAX_PICKED: usize = 256;
 
 /// One line to explain, or one that was not recognised.
 pub type Entry = Result<Explained, String>;
@@ -38,40 +68,36 @@ pub fn pick(text: &str) -> Vec<Entry> {
         text
     };
     let lines = unfold(text);
-    let message = lines.len() > 1
-        && lines.iter().any(|l| {
-            let l = l.to_ascii_lowercase();
-            MESSAGE_MARKERS
-                .iter()
-                .any(|m| l.starts_with(m) || l.contains(m))
-        });
+    let message = lines.len() > 1 && is_message(&lines);
     if !message {
         return lines
             .iter()
             .map(|l| parse::parse(l).ok_or_else(|| parse::cap(l).to_owned()))
             .collect();
     }
-    let mut out: Vec<Entry> = Vec::new();
+    let mut out: Vec<Explained> = Vec::new();
     for line in &lines {
         let Some(e) = parse::parse(&strip_tags(line)) else {
             continue;
         };
-        let seen = out.iter().any(|o| match o {
-            Ok(o) => same(o, &e),
-            Err(_) => false,
-        });
-        if !seen {
-            out.push(Ok(e));
+        if out.len() >= MAX_PICKED {
+            break;
+        }
+        match out.iter_mut().find(|o| same(o, &e)) {
+            // A fuller statement of a line already picked (`Status: 5.4.316` first, the
+            // whole line later) takes its place.
+            Some(o) if o.message.is_none() && e.message.is_some() => *o = e,
+            Some(_) => {}
+            None => out.push(e),
         }
     }
-    out
+    out.into_iter().map(Ok).collect()
 }
 
-/// The same line in another part of the message.
+/// The same line in another part of the message, or a bare statement of its code.
 fn same(a: &Explained, b: &Explained) -> bool {
     a.code == b.code
-        && a.message == b.message
-        && a.condition == b.condition
+        && (a.message == b.message || a.message.is_none() || b.message.is_none())
         && (a.server == b.server || a.server.is_none() || b.server.is_none())
 }
 

@@ -5,9 +5,10 @@
 //! * `details`: what a verdict carries beyond its code (EOP status line, certificate details).
 //! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
 //! * `memory`: the same against the binary in its own process; its peak memory stays bounded.
-//! * `properties`: the reply parser's and the config loader's `invariants`, on generated input
+//! * `properties`: the reply parser's, the config loader's and `explain`'s `invariants`, on generated input
 //!   (the same checks the fuzz targets in `fuzz/` make).
 //! * `cli`: the binary itself: exit codes, JSON, configuration errors.
+//! * `explain`: `explain` on the fixture corpus of EOP lines, as a command, and `--probe`.
 //! * `daemon`: `run` as a process: events, state, reload, signals, metrics, systemd notify.
 //! * `import`: `import exchange` on PowerShell exports.
 //! * `peers`: real third-party peers (Postfix, smtp-sink, dnsmasq, iptables) against the binary.
@@ -16,6 +17,7 @@ mod classification;
 mod cli;
 mod daemon;
 mod details;
+mod explain;
 mod hostile;
 mod import;
 mod invariants;
