@@ -6,7 +6,7 @@
 //! * [`parse`]: one line to an [`Explained`], pure and total.
 //! * [`pick`]: the lines of stdin, or the EOP lines of a whole NDR message.
 //! * [`render`]: the human text and the JSON objects.
-//! * [`recheck`]: `--probe`.
+//! * [`recheck`]: what `--probe` does: probe the server now, compare.
 
 pub mod parse;
 pub mod pick;

@@ -199,15 +199,14 @@ fn code_at(text: &str, i: usize) -> Option<Found<'_>> {
     let b = text.as_bytes();
     let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
     if digits == 3 && matches!(b.get(i + 3), Some(b' ' | b'-')) {
+        // The classes need not agree: Exchange writes `550 4.4.7 QUEUE.Expired`.
         if let Some(end) = enhanced_at(b, i + 4) {
-            if b[i + 4] == b[i] {
-                return Some(Found {
-                    start: i,
-                    end,
-                    basic: Some(&text[i..i + 3]),
-                    enhanced: &text[i + 4..end],
-                });
-            }
+            return Some(Found {
+                start: i,
+                end,
+                basic: Some(&text[i..i + 3]),
+                enhanced: &text[i + 4..end],
+            });
         }
     }
     let end = enhanced_at(b, i)?;
@@ -266,6 +265,10 @@ const ONPREM_MARKERS: &[&str] = &[
     "attempted failover to alternate host",
 ];
 
+/// The codes on-premises Exchange writes first on its own queue lines (EOP writes 4.4.0
+/// only inside a Message).
+const ONPREM_CODES: &[&str] = &["4.4.0", "4.4.395", "4.4.397", "4.4.7"];
+
 fn parse_status(input: &str, text: &str) -> Option<Explained> {
     let found = codes(text);
     let lower = text.to_ascii_lowercase();
@@ -273,7 +276,15 @@ fn parse_status(input: &str, text: &str) -> Option<Explained> {
         .iter()
         .copied()
         .find(|f| table::code(f.enhanced).is_some());
-    let onprem_at = ONPREM_MARKERS.iter().filter_map(|m| lower.find(m)).min();
+    let onprem_code = found
+        .first()
+        .filter(|f| ONPREM_CODES.contains(&f.enhanced))
+        .map(|f| f.start);
+    let onprem_at = ONPREM_MARKERS
+        .iter()
+        .filter_map(|m| lower.find(m))
+        .chain(onprem_code)
+        .min();
     match (eop, onprem_at) {
         (Some(f), Some(o)) if o < f.start => parse_onprem(input, text, &found),
         (Some(f), _) => Some(parse_eop(input, text, f)),
@@ -295,15 +306,22 @@ fn parse_eop(input: &str, text: &str, f: Found<'_>) -> Explained {
         .find(|(k, _)| k == "message")
         .map(|(_, v)| v.clone())
         .or_else(|| message_after_title(after_title));
-    let message = message.filter(|m| !m.is_empty());
-    let mut server = fields
+    let message = message
+        .or_else(|| bare_field(rest, "message=", true))
+        .filter(|m| !m.is_empty());
+    let server_text = fields
         .iter()
         .find(|(k, _)| k == "lastattemptedservername")
-        .and_then(|(_, v)| server_name(v));
+        .map(|(_, v)| v.clone())
+        .or_else(|| bare_field(rest, "lastattemptedservername=", false));
+    let mut server = server_text.as_deref().and_then(server_name);
     let addr = fields
         .iter()
         .find(|(k, _)| k == "lastattemptedip")
-        .and_then(|(_, v)| address(v));
+        .map(|(_, v)| v.clone())
+        .or_else(|| bare_field(rest, "lastattemptedip=", false))
+        .as_deref()
+        .and_then(address);
     if server.is_none() && f.enhanced == "5.4.310" {
         server = nonexistent_domain(head).and_then(server_name);
     }
@@ -314,6 +332,8 @@ fn parse_eop(input: &str, text: &str, f: Found<'_>) -> Explained {
     // are 4.7.320; 5.4.310 and the DANE codes are their own.
     let mfi_code = if dane || f.enhanced == "5.4.310" {
         code.clone()
+    } else if facts.meaning == Meaning::Read {
+        table::mfi_code(read.condition).map_or_else(|| code.clone(), str::to_owned)
     } else if read.condition.is_certificate() {
         "450 4.7.320".to_owned()
     } else {
@@ -343,6 +363,25 @@ fn parse_eop(input: &str, text: &str, f: Found<'_>) -> Explained {
         socket_error_text: read.socket_error.map(|(_, t)| t),
         trace: None,
     }
+}
+
+/// `Key=value` written without its brackets: the value is one word, or for the Message
+/// (`whole`) everything up to the next field or bracket.
+fn bare_field(rest: &str, key: &str, whole: bool) -> Option<String> {
+    let i = find_key(rest, key)? + key.len();
+    if rest[..i - key.len()].ends_with('[') {
+        // Bracketed after all: read (or not) by `brackets`.
+        return None;
+    }
+    let value = &rest[i..];
+    let end = if whole {
+        let next = find_ci(value, " lastattempted").unwrap_or(value.len());
+        value.find('[').unwrap_or(value.len()).min(next)
+    } else {
+        value.find([' ', ']']).unwrap_or(value.len())
+    };
+    let v = value[..end].trim();
+    (!v.is_empty()).then(|| v.to_owned())
 }
 
 /// The first `c` not inside parentheses (a bracket inside an NDR's `(…)` is the server's).
@@ -511,6 +550,10 @@ fn read_message(meaning: Meaning, message: Option<&str>) -> Read {
             .and_then(|c| table::certificate_status(&c.status))
             .unwrap_or(Condition::CertificateInvalid),
         Meaning::Session => session(m, &lower, certificate.as_ref(), &mut read),
+        Meaning::Read => match session(m, &lower, certificate.as_ref(), &mut read) {
+            Condition::Other => worded(&lower),
+            c => c,
+        },
     };
     if read.condition.is_certificate() {
         read.certificate = certificate;
@@ -519,6 +562,21 @@ fn read_message(meaning: Meaning, message: Option<&str>) -> Read {
         read.stage = read.condition.stage();
     }
     read
+}
+
+/// A Message in words only (`DNS query failed`, `connection refused`).
+fn worded(lower: &str) -> Condition {
+    if lower.contains("dns query failed") || lower.contains("infodomainnonexistent") {
+        Condition::DnsFailed
+    } else if lower.contains("timed out") {
+        Condition::ConnectTimeout
+    } else if lower.contains("refused") {
+        Condition::ConnectRefused
+    } else if lower.contains("closed abruptly") || lower.contains("connection reset") {
+        Condition::ClosedAbruptly
+    } else {
+        Condition::Other
+    }
 }
 
 /// 4.4.317's Message: a certificate status, STARTTLS or TLS trouble, a socket error, or the
@@ -649,7 +707,10 @@ fn parse_onprem(input: &str, text: &str, found: &[Found<'_>]) -> Option<Explaine
         .trim_start_matches(['.', ';', ' '])
         .trim_end_matches(['\'', '"']);
     let socket = socket_error_code(&lower);
-    let condition = if lower.contains("dns query failed") || lower.contains("dns domain") {
+    let condition = if lower.contains("dns query failed")
+        || lower.contains("dns domain")
+        || lower.contains("smtpsend.dns")
+    {
         Condition::DnsFailed
     } else if lower.contains("unable to connect") || lower.contains("failed to connect") {
         socket.map_or(Condition::ConnectFailed, |n| table::socket_error(n).0)

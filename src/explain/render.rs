@@ -121,6 +121,12 @@ fn explained(out: &mut String, e: &Explained) {
     if !server.is_empty() {
         let _ = writeln!(out, "  server:    {}", server.trim());
     }
+    if let Some(m) = &e.message {
+        // The certificate's parts and the reply are shown on their own lines below.
+        if e.certificate.is_none() && e.reply.is_none() {
+            let _ = writeln!(out, "  message:   {m}");
+        }
+    }
     if let Some(c) = &e.certificate {
         let _ = writeln!(out, "  certificate status: {}", c.status);
         for (label, v) in [

@@ -173,6 +173,8 @@ pub enum Meaning {
     Session,
     /// 4.7.320: a certificate status decides.
     Certificate,
+    /// 5.4.300, the bare "Message expired": only the Message says what failed, if anything.
+    Read,
 }
 
 /// One of EOP's codes.
@@ -273,6 +275,12 @@ pub const CODES: &[CodeFacts] = &[
         ],
         meaning: Meaning::Is(Condition::ClosedAbruptly),
     },
+    CodeFacts {
+        enhanced: "5.4.300",
+        basic: "550",
+        titles: &["Message expired"],
+        meaning: Meaning::Read,
+    },
     // DANE (outbound SMTP DANE with DNSSEC): EOP bounces with these at once.
     CodeFacts {
         enhanced: "5.7.321",
@@ -305,6 +313,23 @@ pub const CODES: &[CodeFacts] = &[
         meaning: Meaning::Is(Condition::SubjectMismatch),
     },
 ];
+
+/// The mail flow intelligence code a condition is filed under, for lines whose own code does
+/// not say (5.4.300); `None` for `other`.
+pub fn mfi_code(condition: Condition) -> Option<&'static str> {
+    Some(match condition {
+        Condition::DnsFailed => "450 4.4.312",
+        Condition::DomainNonexistent => "550 5.4.310",
+        Condition::ConnectTimeout => "450 4.4.315",
+        Condition::ConnectRefused | Condition::ConnectFailed => "450 4.4.316",
+        Condition::SessionRejected
+        | Condition::StarttlsRequired
+        | Condition::TlsNegotiationFailed => "450 4.4.317",
+        Condition::ClosedAbruptly => "450 4.4.318",
+        c if c.is_certificate() => "450 4.7.320",
+        _ => return None,
+    })
+}
 
 /// The facts of an enhanced code, if EOP uses it for connector delivery.
 pub fn code(enhanced: &str) -> Option<&'static CodeFacts> {
