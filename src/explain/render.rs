@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::parse::{Explained, Kind};
 use super::pick::Entry;
@@ -15,25 +15,51 @@ use super::recheck::Recheck;
 pub fn json(entries: &[Entry], rechecks: &[Option<Recheck>]) -> String {
     let mut out = String::new();
     for (i, entry) in entries.iter().enumerate() {
-        let mut v = match entry {
-            Ok(e) => {
-                let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
-                v["recognised"] = Value::Bool(true);
-                v
-            }
-            Err(input) => json!({
-                "input": input, "recognised": false, "kind": null, "code": null,
-                "title": null, "message": null, "mfi_code": null, "condition": null,
-                "stage": null, "server": null, "ip": null, "port": null, "fix": null,
+        let probe = rechecks.get(i).and_then(Option::as_ref);
+        let line = match entry {
+            Ok(explained) => serde_json::to_string(&Recognised {
+                explained,
+                recognised: true,
+                probe,
+            }),
+            Err(input) => serde_json::to_string(&Unrecognised {
+                input,
+                ..Unrecognised::default()
             }),
         };
-        if let Some(Some(r)) = rechecks.get(i) {
-            v["probe"] = serde_json::to_value(r).unwrap_or(Value::Null);
-        }
-        out.push_str(&v.to_string());
+        // Serialising these types cannot fail: every map key is a string.
+        out.push_str(&line.unwrap_or_default());
         out.push('\n');
     }
     out
+}
+
+/// A recognised line: its fields in interface.md's order, then what `--probe` found.
+#[derive(Serialize)]
+struct Recognised<'a> {
+    #[serde(flatten)]
+    explained: &'a Explained,
+    recognised: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probe: Option<&'a Recheck>,
+}
+
+/// A line not recognised: the documented keys, null.
+#[derive(Serialize, Default)]
+struct Unrecognised<'a> {
+    input: &'a str,
+    kind: Option<()>,
+    code: Option<()>,
+    title: Option<()>,
+    message: Option<()>,
+    mfi_code: Option<()>,
+    condition: Option<()>,
+    stage: Option<()>,
+    server: Option<()>,
+    ip: Option<()>,
+    port: Option<()>,
+    fix: Option<()>,
+    recognised: bool,
 }
 
 /// The report for people: each line, then what it means and what to do.

@@ -490,3 +490,34 @@ async fn probe_leaves_on_prem_lines_alone() {
     assert_eq!(v["probe"]["verdict"], "not-probed");
     assert!(v["probe"]["connector"].is_null());
 }
+
+/// The README's example is what the binary prints (lines shortened there with `…` match up
+/// to it).
+#[test]
+fn the_readme_example_is_what_explain_prints() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("## Explaining an NDR or queue line")
+        .nth(1)
+        .expect("the README has the section");
+    let block = section.split("```").nth(1).expect("an example block");
+    let mut lines = block.lines().skip_while(|l| !l.starts_with("$ "));
+    let command = lines.next().expect("the command");
+    let line = command
+        .strip_prefix("$ connector-probe explain '")
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("one quoted line");
+    let out = run(&["explain", line], "");
+    assert_eq!(out.status.code(), Some(0));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let printed: Vec<&str> = printed.lines().collect();
+    let shown: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+    assert_eq!(shown.len(), printed.len(), "{printed:#?}");
+    for (want, got) in shown.iter().zip(&printed) {
+        match want.split_once('…') {
+            Some((head, _)) => assert!(got.starts_with(head), "{got:?} vs {want:?}"),
+            None => assert_eq!(got, want),
+        }
+    }
+}
