@@ -80,7 +80,10 @@ pub fn parse(line: &str) -> Option<Explained> {
     let input = cap(line.trim()).to_owned();
     let text = normalise(&input);
     if let Some(at) = find_key(&text, "led=") {
-        return parse_trace(&input, &text, at);
+        // An empty or mangled LED may leave the code elsewhere in the reason.
+        if let Some(e) = parse_trace(&input, &text, at) {
+            return Some(e);
+        }
     }
     parse_status(&input, &text)
 }

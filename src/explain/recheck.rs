@@ -183,10 +183,135 @@ fn from_line(config: &Config, e: &Explained) -> Result<Connector, String> {
     if settings.tls == TlsMode::DomainValidation && tls_domain.is_none() {
         settings.tls = TlsMode::CertificateValidation;
     }
+    // EOP writes 5.4.310 only when it routes by MX and the domain does not exist.
+    let route = match (&host, e.condition) {
+        (Host::Name(domain), Condition::DomainNonexistent) => Route::Mx(domain.clone()),
+        _ => Route::SmartHosts(vec![SmartHost { host, port: e.port }]),
+    };
     Ok(Connector {
         name: "from-line".to_owned(),
-        route: Route::SmartHosts(vec![SmartHost { host, port: e.port }]),
+        route,
         tls_domain,
         settings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, Path::new("test.toml")).unwrap()
+    }
+
+    fn line(text: &str) -> Explained {
+        parse::parse(text).unwrap()
+    }
+
+    const CONNECTORS: &str = r#"
+[[connector]]
+name = "onprem"
+smart_hosts = ["mail.contoso.com", "192.0.2.10"]
+tls = "domain-validation"
+tls_domain = "mail.contoso.com"
+
+[[connector]]
+name = "partner"
+mx_domain = "fabrikam.com"
+tls = "certificate-validation"
+
+[[connector]]
+name = "lab"
+smart_hosts = ["127.0.0.1:2525"]
+"#;
+
+    #[test]
+    fn the_configured_connector_is_found_by_smart_host_address_or_mx_domain() {
+        let c = config(CONNECTORS);
+        let name = |l: &str| configured(&c, &line(l)).map(|c| c.name.clone());
+        assert_eq!(
+            name("450 4.4.316 Connection refused [Message=Socket error code 10061] [LastAttemptedServerName=MAIL.contoso.com] [LastAttemptedIP=198.51.100.1:25]").as_deref(),
+            Some("onprem")
+        );
+        assert_eq!(
+            name("450 4.4.316 Connection refused [Message=Socket error code 10061] [LastAttemptedServerName=###] [LastAttemptedIP=192.0.2.10:25]").as_deref(),
+            Some("onprem")
+        );
+        assert_eq!(
+            name("450 4.4.318 Connection was closed abruptly [Message=SuspiciousRemoteServerError] [LastAttemptedServerName=mx2.fabrikam.com] [LastAttemptedIP=198.51.100.2:25]").as_deref(),
+            Some("partner")
+        );
+        assert_eq!(
+            name("450 4.4.316 Connection refused [Message=Socket error code 10061] [LastAttemptedServerName=127.0.0.1] [LastAttemptedIP=127.0.0.1:2525]").as_deref(),
+            Some("lab")
+        );
+        // Same address, another port: not that connector.
+        assert_eq!(
+            name(
+                "450 4.4.316 Connection refused [Message=Socket error code 10061] [LastAttemptedServerName=127.0.0.1] [LastAttemptedIP=127.0.0.1:2526]"
+            ),
+            None
+        );
+        assert_eq!(
+            name(
+                "450 4.4.316 Connection refused [Message=Socket error code 10061] [LastAttemptedServerName=mail.tailspin.com]"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_connector_from_the_line_takes_the_mode_the_condition_implies() {
+        let c = config("");
+        let built = |l: &str| from_line(&c, &line(l)).unwrap();
+        let mismatch = built(
+            "450 4.4.317 Cannot connect to remote server [Message=SubjectMismatch Expected Subject: *.contoso.com. Presented Subject: CN=ex01. Thumbprint: 00.] [LastAttemptedServerName=mail.contoso.com] [LastAttemptedIP=192.0.2.10:25]",
+        );
+        assert_eq!(mismatch.settings.tls, TlsMode::DomainValidation);
+        assert_eq!(
+            mismatch.tls_domain,
+            Some(TlsDomain::Subdomains("contoso.com".into()))
+        );
+        assert_eq!(
+            mismatch.route,
+            Route::SmartHosts(vec![SmartHost {
+                host: Host::Name("mail.contoso.com".into()),
+                port: Some(25)
+            }])
+        );
+        let expired = built(
+            "450 4.4.317 Cannot connect to remote server [Message=CertificateExpired Expected Subject: mail.contoso.com. Presented Subject: CN=mail.contoso.com. Thumbprint: 00.] [LastAttemptedServerName=mail.contoso.com]",
+        );
+        assert_eq!(expired.settings.tls, TlsMode::CertificateValidation);
+        assert_eq!(expired.tls_domain, None);
+        let starttls = built(
+            "450 4.4.317 Cannot connect to remote server [Message=451 5.7.3 STARTTLS is required to send mail] [LastAttemptedServerName=x.x.x.x] [LastAttemptedIP=192.0.2.10:25]",
+        );
+        assert_eq!(starttls.settings.tls, TlsMode::EncryptionOnly);
+        assert_eq!(
+            starttls.route,
+            Route::SmartHosts(vec![SmartHost {
+                host: Host::Ip("192.0.2.10".parse().unwrap()),
+                port: Some(25)
+            }])
+        );
+        let refused = built(
+            "450 4.4.316 Connection refused [Message=Socket error code 10061] [LastAttemptedServerName=mail.contoso.com] [LastAttemptedIP=192.0.2.10:25]",
+        );
+        assert_eq!(refused.settings.tls, TlsMode::Opportunistic);
+        let nonexistent = built(
+            "550 5.4.310 DNS domain fabrikam.example does not exist [Message=InfoDomainNonexistent] [LastAttemptedServerName=fabrikam.example]",
+        );
+        assert_eq!(nonexistent.route, Route::Mx("fabrikam.example".into()));
+        assert!(
+            from_line(
+                &c,
+                &line("550 5.4.316 Message expired, connection refused(Socket error code 10061)")
+            )
+            .is_err(),
+            "an NDR names no server"
+        );
+    }
 }

@@ -521,3 +521,39 @@ fn the_readme_example_is_what_explain_prints() {
         }
     }
 }
+
+/// A DNS failure is probed through the configured resolver: a name that still does not
+/// resolve still fails the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn probe_rechecks_a_dns_failure_through_the_configured_resolver() {
+    use connector_probe::lab::dns::DnsServer;
+    let dns = DnsServer::start().await.unwrap();
+    dns.exists("lab.test");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("probe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults.timeouts]\ndns = \"2s\"\n\n[dns]\nnameservers = [\"{}\"]\n",
+            dns.addr
+        ),
+    )
+    .unwrap();
+    let line = "450 4.4.312 DNS query failed [Message=InfoDomainNonexistent] [LastAttemptedServerName=gone.lab.test]";
+    let v = probe(vec![
+        "--config".into(),
+        config.display().to_string(),
+        line.into(),
+    ])
+    .await;
+    assert_eq!(v["condition"], "dns-failed");
+    assert_eq!(v["probe"]["connector"], "from-line", "{v:#}");
+    assert_eq!(v["probe"]["verdict"], "same", "{v:#}");
+    assert!(
+        v["probe"]["eop_status"]
+            .as_str()
+            .unwrap()
+            .starts_with("450 4.4.312 DNS query failed"),
+        "{v:#}"
+    );
+}
