@@ -262,7 +262,6 @@ const ONPREM_MARKERS: &[&str] = &[
     "4.4.395",
     "4.4.397",
     "primary target ip address responded",
-    "queue.expired",
     "error communicating with target host",
     "target host responded with error",
     "attempted failover to alternate host",
@@ -270,7 +269,7 @@ const ONPREM_MARKERS: &[&str] = &[
 
 /// The codes on-premises Exchange writes first on its own queue lines (EOP writes 4.4.0
 /// only inside a Message).
-const ONPREM_CODES: &[&str] = &["4.4.0", "4.4.395", "4.4.397", "4.4.7"];
+const ONPREM_CODES: &[&str] = &["4.4.0", "4.4.395", "4.4.397"];
 
 fn parse_status(input: &str, text: &str) -> Option<Explained> {
     let found = codes(text);

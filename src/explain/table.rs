@@ -173,7 +173,8 @@ pub enum Meaning {
     Session,
     /// 4.7.320: a certificate status decides.
     Certificate,
-    /// 5.4.300, the bare "Message expired": only the Message says what failed, if anything.
+    /// 5.4.300 and 4.4.7, the bare "Message expired": only the Message says what failed, if
+    /// anything.
     Read,
 }
 
@@ -274,6 +275,13 @@ pub const CODES: &[CodeFacts] = &[
             "Message expired, connection was closed abruptly",
         ],
         meaning: Meaning::Is(Condition::ClosedAbruptly),
+    },
+    // Exchange's generic expiry, in EOP's NDRs as on-prem's: no reason of its own.
+    CodeFacts {
+        enhanced: "4.4.7",
+        basic: "550",
+        titles: &["QUEUE.Expired; message expired", "Message expired"],
+        meaning: Meaning::Read,
     },
     CodeFacts {
         enhanced: "5.4.300",
