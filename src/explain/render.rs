@@ -83,13 +83,13 @@ pub fn human(entries: &[Entry], rechecks: &[Option<Recheck>]) -> String {
             let _ = writeln!(out, "  now:       {}", r.summary);
             if let Some(c) = &r.connector {
                 let which = if r.configured {
-                    "configured connector"
+                    format!("the configured connector {c}")
                 } else {
-                    "connector built from the line"
+                    "a connector built from the line".to_owned()
                 };
                 let _ = writeln!(
                     out,
-                    "             ({which} {c}, tls {})",
+                    "             (probed with {which}, tls {})",
                     r.tls_mode.unwrap_or("?")
                 );
             }
@@ -135,7 +135,7 @@ fn explained(out: &mut String, e: &Explained) {
         }
     }
     let mut server = e.server.clone().unwrap_or_default();
-    if let Some(ip) = &e.ip {
+    if let Some(ip) = e.ip.as_ref().filter(|ip| **ip != server) {
         if !server.is_empty() {
             server.push_str(" at ");
         }
@@ -148,8 +148,8 @@ fn explained(out: &mut String, e: &Explained) {
         let _ = writeln!(out, "  server:    {}", server.trim());
     }
     if let Some(m) = &e.message {
-        // The certificate's parts and the reply are shown on their own lines below.
-        if e.certificate.is_none() && e.reply.is_none() {
+        // The certificate's parts, the reply and the socket error have lines of their own.
+        if e.certificate.is_none() && e.reply.is_none() && e.socket_error.is_none() {
             let _ = writeln!(out, "  message:   {m}");
         }
     }

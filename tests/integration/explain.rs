@@ -557,3 +557,14 @@ async fn probe_rechecks_a_dns_failure_through_the_configured_resolver() {
         "{v:#}"
     );
 }
+
+#[test]
+fn the_human_report_says_what_the_probe_found() {
+    let out = run(&["explain", "--probe", &refused_line(closed_port())], "");
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("  now:       still failing the same way\n             (probed with a connector built from the line, tls opportunistic)"),
+        "{text}"
+    );
+}
