@@ -27,6 +27,8 @@
 //! * [`demo`]: the built-in lab run, one server per row of the classification table.
 //! * [`import`]: `[[connector]]` entries from Exchange Online's own export of its outbound
 //!   connectors (`Get-OutboundConnector | ConvertTo-Json`).
+//! * [`explain`]: a queue line, NDR or message-trace reason read back into its condition,
+//!   stage, server and fix; and, with `--probe`, whether it still holds.
 
 // Output goes through `output`, which cannot panic on a closed pipe as `print!` does.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -39,6 +41,7 @@ pub mod daemon;
 pub mod demo;
 pub mod dns;
 pub mod escape;
+pub mod explain;
 pub mod files;
 pub mod import;
 pub mod lab;

@@ -14,7 +14,7 @@ use connector_probe::config::{self, Config};
 use connector_probe::daemon::{self, LogFormat};
 use connector_probe::import::{self, ImportError};
 use connector_probe::probe::{ProbeContext, probe_all};
-use connector_probe::{demo, report};
+use connector_probe::{demo, explain, report};
 use connector_probe::{output, say};
 
 /// `probe` exit code for a bad configuration, an unknown connector or an internal error.
@@ -77,6 +77,21 @@ enum Cmd {
         /// JSON instead of the table.
         #[arg(long)]
         json: bool,
+    },
+    /// Explain a queue line, NDR or message-trace reason: the condition, the stage, the fix.
+    Explain {
+        /// One JSON object per line instead of the text.
+        #[arg(long)]
+        json: bool,
+        /// Probe the line's server now and say whether the condition still holds.
+        #[arg(long)]
+        probe: bool,
+        /// Configuration file for --probe (a missing one is fine) [default: $CONNECTOR_PROBE_CONFIG, then /etc/connector-probe/connector-probe.toml]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The lines; none: read stdin (one per line, or a whole NDR message).
+        #[arg(value_name = "LINE")]
+        lines: Vec<String>,
     },
     /// Write [[connector]] entries from a description of the connectors elsewhere.
     Import {
@@ -144,6 +159,12 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { config } => check_config(config),
         Cmd::Health { config } => health(config),
         Cmd::Demo { json } => runtime.block_on(demo::run(json)),
+        Cmd::Explain {
+            json,
+            probe,
+            config,
+            lines,
+        } => runtime.block_on(explain(json, probe, config, lines)),
         Cmd::Import {
             source:
                 ImportSource::Exchange {
@@ -278,6 +299,58 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
         .max()
         .unwrap_or(0);
     ExitCode::from(worst as u8)
+}
+
+/// Lines from the arguments or stdin; with `--probe`, the configuration if there is one (a
+/// missing file means built-in defaults: the connector is then built from the line).
+async fn explain(json: bool, probe: bool, flag: Option<PathBuf>, lines: Vec<String>) -> ExitCode {
+    let entries = if lines.is_empty() {
+        let mut bytes = Vec::new();
+        let stdin = std::io::stdin().lock();
+        if let Err(e) = std::io::Read::read_to_end(
+            &mut std::io::Read::take(stdin, explain::pick::MAX_INPUT as u64),
+            &mut bytes,
+        ) {
+            say!("error: cannot read standard input: {e}");
+            return ExitCode::from(explain::EXIT_NONE);
+        }
+        explain::pick(&String::from_utf8_lossy(&bytes))
+    } else {
+        explain::from_args(&lines)
+    };
+    if entries.is_empty() {
+        say!("error: no line to explain (give lines as arguments or on standard input)");
+        return ExitCode::from(explain::EXIT_NONE);
+    }
+    let mut rechecks = Vec::new();
+    if probe {
+        let path = config::resolve_path(flag.as_deref());
+        let config = if path.exists() {
+            match load(Some(path)) {
+                Ok(c) => c,
+                Err(code) => return code,
+            }
+        } else {
+            Config::parse("", Path::new("(built-in defaults)"))
+                .expect("the empty configuration is valid")
+        };
+        for entry in &entries {
+            rechecks.push(match entry {
+                Ok(e) => Some(explain::recheck(&config, e).await),
+                Err(_) => None,
+            });
+        }
+    }
+    let text = if json {
+        explain::render::json(&entries, &rechecks)
+    } else {
+        explain::render::human(&entries, &rechecks)
+    };
+    if let Err(e) = output::print(&text) {
+        say!("error: cannot write the report: {e}");
+        return ExitCode::from(UNKNOWN);
+    }
+    ExitCode::from(explain::exit_code(&entries))
 }
 
 /// Findings go to stderr, the TOML to stdout or to `output`.

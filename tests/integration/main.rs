@@ -7,10 +7,11 @@
 //! * `engines`: EOP's cipher suites: the OpenSSL engine for those rustls lacks, none for ChaCha20.
 //! * `hostile`: servers that never answer, drip, or flood; the probe's time stays bounded.
 //! * `memory`: the same against the binary in its own process; its peak memory stays bounded.
-//! * `properties`: the reply parser's and the config loader's `invariants`, on generated input
+//! * `properties`: the reply parser's, the config loader's and `explain`'s `invariants`, on generated input
 //!   (the same checks the fuzz targets in `fuzz/` make).
 //! * `revocation`: CRLs from the distribution points a certificate names, over local HTTP.
 //! * `cli`: the binary itself: exit codes, JSON, configuration errors.
+//! * `explain`: `explain` on the fixture corpus of EOP lines, as a command, and `--probe`.
 //! * `daemon`: `run` as a process: events, state, reload, signals, metrics, systemd notify.
 //! * `hardening`: closed pipes and stdout, a second SIGTERM, forged state dates and certificate
 //!   text, duplicate keys and planted links in an import, a full disk (issue 13).
@@ -22,6 +23,7 @@ mod cli;
 mod daemon;
 mod details;
 mod engines;
+mod explain;
 mod hardening;
 mod hostile;
 mod import;

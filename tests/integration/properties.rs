@@ -320,8 +320,96 @@ fn config_text() -> impl Strategy<Value = String> {
     })
 }
 
+/// Pieces EOP's lines are made of, and the ways people break them, to be strung together.
+const EXPLAIN_PIECES: &[&str] = &[
+    "450 ",
+    "550 ",
+    "451 ",
+    "4.4.316",
+    "4.4.317",
+    "4.7.320",
+    "5.4.316",
+    "5.4.310",
+    "4.4.397",
+    "4.4.3",
+    " Connection refused ",
+    " Cannot connect to remote server",
+    " Message expired, connection reset ",
+    " DNS domain ",
+    " does not exist ",
+    "[Message=",
+    "[Message = ",
+    "Socket error code 10061",
+    "SubjectMismatch",
+    "CertificateExpired",
+    " Expected Subject: ",
+    ". Presented Subject: CN=",
+    ". Thumbprint: ",
+    "[LastAttemptedServerName=",
+    "[LastAttemptedIP=",
+    "[2001:db8::1]:25",
+    "192.0.2.10:25",
+    "x.x.x.x",
+    "###",
+    "]",
+    "[",
+    "(",
+    ")",
+    "Reason: [{LED=",
+    "LED=",
+    "};{MSG=",
+    "{FQDN=",
+    "{IP=",
+    "}]",
+    "SMTPSEND.",
+    "Remote Server returned '",
+    "Diagnostic-Code: smtp;",
+    "From: a@b\n",
+    "quoted-printable\n",
+    "=\n",
+    "=3D",
+    "<p>",
+    "&#39;",
+    "\n",
+    "\n ",
+    "\t",
+    " ",
+    "é",
+    "\u{a0}",
+];
+
+/// Text for `explain`: EOP-shaped pieces in any order, some arbitrary characters, and now and
+/// then one piece repeated past the line cap.
+fn explain_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        12 => select(EXPLAIN_PIECES).prop_map(str::to_owned),
+        1 => any::<String>(),
+    ];
+    let long = (select(EXPLAIN_PIECES), 0..3usize).prop_map(|(p, past)| {
+        let times = MAX_EXPLAIN_LINE / p.len().max(1) + past;
+        p.repeat(times)
+    });
+    (
+        vec(piece, 0..40),
+        prop_oneof![9 => Just(String::new()), 1 => long],
+    )
+        .prop_map(|(pieces, long)| pieces.concat() + &long)
+}
+
+const MAX_EXPLAIN_LINE: usize = connector_probe::explain::parse::MAX_LINE;
+
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn explain_holds_its_invariants(text in explain_text()) {
+        invariants::explain::check(&text);
+    }
+
+    #[test]
+    fn explain_holds_its_invariants_on_arbitrary_text(text in any::<String>()) {
+        invariants::explain::check(&text);
+    }
 
     #[test]
     fn reply_parser_holds_its_invariants(data in stream(), chunks in chunks()) {
@@ -359,4 +447,26 @@ fn a_letter_cut_by_the_chunk_end_is_still_the_same_line() {
 fn sub_millisecond_durations_survive_the_round_trip() {
     invariants::config::check("[defaults]\ninterval = \"1ns\"");
     invariants::config::check("[defaults.timeouts]\nbanner = \"1500us\"");
+}
+
+/// The most `explain` reads from stdin, as one line and as many: every line is cut to the cap,
+/// the output stays in proportion, and it takes well under a second per megabyte even in a
+/// debug build (a quadratic scan would take minutes).
+#[test]
+fn explain_reads_its_largest_input_quickly_and_in_bounds() {
+    use connector_probe::explain::pick::MAX_INPUT;
+    let line = "450 4.4.316 Connection refused [Message=Socket error code 10061] [LastAttemptedServerName=mail.contoso.com] [LastAttemptedIP=192.0.2.10:25]";
+    let one_line = format!("{line} {}", "[".repeat(MAX_INPUT - line.len() - 1));
+    let many_lines = format!("{line}\n").repeat(MAX_INPUT / (line.len() + 1));
+    let brackets = "[Message=(".repeat(MAX_INPUT / 10);
+    for text in [one_line, many_lines, brackets] {
+        let started = std::time::Instant::now();
+        invariants::explain::check(&text);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{} bytes took {took:?}",
+            text.len()
+        );
+    }
 }
