@@ -27,7 +27,8 @@ use crate::smtp::{Command, ReadError, Reply, SmtpStream};
 use crate::tls::{Engine, TlsClient, peer_chain, session_info};
 use crate::verdict::table::{self, Msg};
 use crate::verdict::{
-    self, Action, Code, ConnectorVerdict, Failure, Judged, Outcome, Stage, TargetVerdict, message,
+    self, Action, Code, Condition, ConnectorVerdict, Failure, Judged, Outcome, Stage,
+    TargetVerdict, message,
 };
 
 /// What every probe of a run shares: one resolver (and cache), one TLS configuration.
@@ -489,6 +490,7 @@ pub async fn probe_target(
 fn run_other(f: Failure) -> Judged {
     Judged {
         code: Code::Other,
+        condition: Condition::Other,
         message: f.detail.clone(),
         failure: f,
     }
@@ -607,13 +609,14 @@ impl<'a> Run<'a> {
     /// Judges a failure by the table that every stage's error goes through, once.
     fn judge(&self, f: Failure) -> Judged {
         let rule = verdict::judge(f.stage, f.outcome, self.mode());
-        let code = match rule.action {
-            Action::Fail(code) => code,
+        let (code, condition) = match rule.action {
+            Action::Fail(code) => (code, rule.condition),
             // A stage error the table does not fail (a table gap) is reported, not hidden.
-            _ => Code::Other,
+            _ => (Code::Other, Condition::Other),
         };
         Judged {
             code,
+            condition,
             message: self.message(rule.message, &f),
             failure: f,
         }

@@ -592,6 +592,10 @@ fn session(
     if let Some(c) = certificate.and_then(|c| table::certificate_status(&c.status)) {
         return c;
     }
+    // A Message the probe's own table writes reads as the row that writes it.
+    if let Some(c) = crate::verdict::table::condition_of_message(m) {
+        return c;
+    }
     if lower.contains("starttls is required") || lower.contains("must issue a starttls") {
         return Condition::StarttlsRequired;
     }

@@ -1,7 +1,7 @@
 //! The codes of `classification.md` ("The codes"), as one table of facts: the mail flow
 //! intelligence code and title, the code and title of the queue line EOP writes today, the NDR
-//! the sender gets when the queued message expires, and the fix. Nothing else in the crate
-//! spells a code.
+//! the sender gets when the queued message expires. Nothing else in the crate spells a code.
+//! (The fix goes with the condition, which is finer than the code: see [`super::conditions`].)
 
 use crate::config::CertificateFailureCode;
 
@@ -55,7 +55,6 @@ pub struct Facts {
     pub ndr: Ndr,
     /// The row's evidence: F field lines, D documentation, U unconfirmed.
     pub evidence: &'static str,
-    pub fix: &'static str,
 }
 
 const fn expiry(code: &'static str, text: &'static str) -> Ndr {
@@ -65,8 +64,6 @@ const fn expiry(code: &'static str, text: &'static str) -> Ndr {
         space: false,
     }
 }
-
-const CANNOT_CONNECT_FIX: &str = "The server answered but would not take the session, or does not meet the connector's requirements. Read the server's reply in the Message: a refused greeting or EHLO (connection limits, a tarpit, an IP block of Microsoft 365's ranges), STARTTLS not offered or refused where the connector requires TLS, or a TLS negotiation that failed (the server must offer TLS 1.2 or 1.3 with a suite Microsoft 365 speaks).";
 
 impl Code {
     /// The row of "The codes" for this code.
@@ -79,7 +76,6 @@ impl Code {
                 queue_title: "DNS query failed",
                 ndr: expiry("550 5.4.312", "DNS query failed"),
                 evidence: "F",
-                fix: "The smart host (or the domain's MX) does not resolve in public DNS. Check the name in the connector, the zone at your DNS host (MX, A and AAAA records), that its name servers answer, and that the domain has not expired.",
             },
             Code::ConnectionTimedOut => Facts {
                 mfi: "450 4.4.315",
@@ -88,7 +84,6 @@ impl Code {
                 queue_title: "Connection timed out",
                 ndr: expiry("550 5.4.315", "connection timed out"),
                 evidence: "U",
-                fix: "Nothing answered on TCP 25. Check that the server is up, that the connector points at the right address, and that no firewall silently drops Microsoft 365's connections.",
             },
             Code::ConnectionRefused => Facts {
                 mfi: "450 4.4.316",
@@ -97,7 +92,6 @@ impl Code {
                 queue_title: "Connection refused",
                 ndr: expiry("550 5.4.316", "connection refused"),
                 evidence: "F",
-                fix: "The host answered but refused the connection on TCP 25. Start the SMTP service, or open the firewall to Microsoft 365's IP ranges on TCP 25; if on-premises mail is retired, disable the connector.",
             },
             Code::CannotConnect => Facts {
                 mfi: "450 4.4.317",
@@ -106,7 +100,6 @@ impl Code {
                 queue_title: "Cannot connect to remote server",
                 ndr: expiry("550 5.4.317", "cannot connect to remote server"),
                 evidence: "F",
-                fix: CANNOT_CONNECT_FIX,
             },
             Code::ClosedAbruptly => Facts {
                 mfi: "450 4.4.318",
@@ -119,7 +112,6 @@ impl Code {
                     space: true,
                 },
                 evidence: "F",
-                fix: "The session started and then dropped or stalled. Look for an SMTP-inspecting firewall or load balancer, an overloaded or crashing mail service, or network trouble on the path.",
             },
             Code::CertificateValidationFailed => Facts {
                 mfi: "450 4.7.320",
@@ -128,7 +120,6 @@ impl Code {
                 queue_title: "Cannot connect to remote server",
                 ndr: expiry("550 5.4.317", "cannot connect to remote server"),
                 evidence: "F",
-                fix: "The server's certificate fails the connector's validation. Renew or replace it (the full chain from a public CA, a name matching the connector's TlsDomain), or correct the connector's TLS settings.",
             },
             Code::DomainNonexistent => Facts {
                 mfi: "550 5.4.310",
@@ -137,7 +128,6 @@ impl Code {
                 queue_title: "DNS domain {domain} does not exist",
                 ndr: Ndr::Immediate,
                 evidence: "F",
-                fix: "The recipient domain does not exist in public DNS, so Microsoft 365 bounces mail for it at once. Check the domain in the connector's RecipientDomains and its registration.",
             },
             Code::Other => Facts {
                 mfi: "other",
@@ -146,7 +136,6 @@ impl Code {
                 queue_title: "Delivery problem",
                 ndr: Ndr::Unknown,
                 evidence: "-",
-                fix: "The probe hit a problem outside the documented codes (often on the probe host itself); the detail quotes what happened.",
             },
         }
     }
@@ -189,10 +178,6 @@ impl Code {
     /// Whether EOP queues (and retries) the message: every code but 5.4.310.
     pub fn is_queued(self) -> bool {
         !matches!(self.facts().ndr, Ndr::Immediate)
-    }
-
-    pub fn fix(self) -> &'static str {
-        self.facts().fix
     }
 
     /// The queue line: `<queue code> <queue title> [Message=…] [LastAttemptedServerName=…]`

@@ -3,7 +3,8 @@
 //!
 //! * [`table`]: "the pipeline and its outcomes", row for row, with each row's evidence; the
 //!   only place that decides what an outcome means.
-//! * [`codes`]: "the codes": MFI code and title, queue code and title, NDR, fix.
+//! * [`codes`]: "the codes": MFI code and title, queue code and title, NDR.
+//! * [`conditions`]: what went wrong in `interface.md`'s stable names, and the fix.
 //! * [`message`]: the `[Message=…]` builder.
 //!
 //! This module holds what the stages report (a [`Failure`]: stage, outcome, the server's reply,
@@ -18,11 +19,14 @@ use std::net::{IpAddr, SocketAddr};
 use serde::Serialize;
 
 pub mod codes;
+pub mod conditions;
 pub mod message;
 pub mod table;
 
 pub use codes::Code;
 pub use table::{Action, judge};
+
+pub use conditions::Condition;
 
 use crate::certificate::{CertificateInfo, Problem};
 use crate::config::{CertificateFailureCode, TlsMode};
@@ -150,6 +154,7 @@ impl Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judged {
     pub code: Code,
+    pub condition: Condition,
     pub failure: Failure,
     pub message: String,
 }
@@ -212,6 +217,7 @@ pub struct TargetVerdict {
     pub ndr_line: Option<String>,
     pub detail: String,
     pub eop_status: Option<String>,
+    pub condition: Option<Condition>,
     pub fix: Option<&'static str>,
     pub timings_ms: BTreeMap<Stage, f64>,
     pub banner: Option<String>,
@@ -241,6 +247,7 @@ impl TargetVerdict {
             ndr_line: None,
             detail: String::new(),
             eop_status: None,
+            condition: None,
             fix: None,
             timings_ms: BTreeMap::new(),
             banner: None,
@@ -282,7 +289,8 @@ impl TargetVerdict {
             .eop_status
             .as_deref()
             .and_then(|line| code.ndr_line(&judged.message, line));
-        self.fix = Some(code.fix());
+        self.condition = Some(judged.condition);
+        self.fix = Some(judged.condition.fix());
         self.failure = Some(judged);
     }
 }
@@ -321,6 +329,7 @@ pub struct ConnectorVerdict {
     pub ndr: Option<&'static str>,
     pub ndr_line: Option<String>,
     pub eop_status: Option<String>,
+    pub condition: Option<Condition>,
     pub fix: Option<&'static str>,
     pub tls_mode: TlsMode,
     pub started_at: String,
@@ -359,6 +368,7 @@ impl ConnectorVerdict {
             ndr: failing.and_then(|t| t.ndr),
             ndr_line: failing.and_then(|t| t.ndr_line.clone()),
             eop_status: failing.and_then(|t| t.eop_status.clone()),
+            condition: failing.and_then(|t| t.condition),
             fix: failing.and_then(|t| t.fix),
             code_kind: code,
             tls_mode,

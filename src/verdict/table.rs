@@ -11,6 +11,7 @@
 //! in `demo/catalogue.rs`. Nothing else reads the outcomes.
 
 use super::codes::Code;
+use super::conditions::Condition;
 use super::{Outcome, Stage};
 use crate::certificate::Problem;
 use crate::config::TlsMode;
@@ -73,6 +74,9 @@ pub struct Rule {
     pub modes: Modes,
     pub action: Action,
     pub message: Msg,
+    /// What went wrong, in `interface.md`'s stable names (and so the fix); `other` for rows
+    /// that do not fail.
+    pub condition: Condition,
     /// The row's evidence in `classification.md`: F field lines, D documentation, U no
     /// evidence beyond the mail flow intelligence article (unconfirmed).
     pub evidence: &'static str,
@@ -106,7 +110,7 @@ const fn fail(
     stages: &'static [Stage],
     outcomes: &'static [Outcome],
     modes: Modes,
-    code: Code,
+    (code, condition): (Code, Condition),
     message: Msg,
     evidence: &'static str,
 ) -> Rule {
@@ -116,6 +120,7 @@ const fn fail(
         modes,
         action: Action::Fail(code),
         message,
+        condition,
         evidence,
     }
 }
@@ -133,6 +138,7 @@ const fn go_on(
         modes,
         action,
         message: Msg::None,
+        condition: Condition::Other,
         evidence,
     }
 }
@@ -151,7 +157,7 @@ pub const RULES: &[Rule] = &[
         &[S::Resolve],
         &[O::NxDomain],
         All,
-        C312,
+        (C312, Condition::DnsFailed),
         Msg::Text("InfoDomainNonexistent"),
         "U",
     ),
@@ -159,7 +165,7 @@ pub const RULES: &[Rule] = &[
         &[S::Resolve],
         &[O::NoData],
         All,
-        C312,
+        (C312, Condition::DnsFailed),
         Msg::Text("InfoNoRecords"),
         "F",
     ),
@@ -174,7 +180,7 @@ pub const RULES: &[Rule] = &[
             O::DnsOther,
         ],
         All,
-        C312,
+        (C312, Condition::DnsFailed),
         Msg::Text("ErrorRetry"),
         "F",
     ),
@@ -182,7 +188,7 @@ pub const RULES: &[Rule] = &[
         &[S::Resolve],
         &[O::MxHostsUnresolvable],
         All,
-        C312,
+        (C312, Condition::DnsFailed),
         Msg::Text("ErrorRetry"),
         "F",
     ),
@@ -190,7 +196,7 @@ pub const RULES: &[Rule] = &[
         &[S::Resolve],
         &[O::DomainNonexistent],
         All,
-        C310,
+        (C310, Condition::DomainNonexistent),
         Msg::Text("InfoDomainNonexistent"),
         "F",
     ),
@@ -198,7 +204,7 @@ pub const RULES: &[Rule] = &[
         &[S::Resolve],
         &[O::NullMx],
         All,
-        C312,
+        (C312, Condition::DnsFailed),
         Msg::Text("InfoNoRecords"),
         "U",
     ),
@@ -207,7 +213,7 @@ pub const RULES: &[Rule] = &[
         &[S::Connect],
         &[O::ConnectTimeout],
         All,
-        C315,
+        (C315, Condition::ConnectTimeout),
         Msg::Text("Socket error code 10060"),
         "U",
     ),
@@ -215,7 +221,7 @@ pub const RULES: &[Rule] = &[
         &[S::Connect],
         &[O::ConnectRefused],
         All,
-        C316,
+        (C316, Condition::ConnectRefused),
         Msg::Text("Socket error code 10061"),
         "F",
     ),
@@ -223,7 +229,7 @@ pub const RULES: &[Rule] = &[
         &[S::Connect],
         &[O::HostUnreachable],
         All,
-        C316,
+        (C316, Condition::ConnectFailed),
         Msg::Text("Socket error code 10065"),
         "U",
     ),
@@ -231,7 +237,7 @@ pub const RULES: &[Rule] = &[
         &[S::Connect],
         &[O::NetUnreachable],
         All,
-        C316,
+        (C316, Condition::ConnectFailed),
         Msg::Text("Socket error code 10051"),
         "U",
     ),
@@ -239,19 +245,33 @@ pub const RULES: &[Rule] = &[
         &[S::Connect],
         &[O::LocalFirewall],
         All,
-        C316,
+        (C316, Condition::ConnectFailed),
         Msg::Text("Socket error code 10013"),
         "U",
     ),
     // A reset right after the handshake surfaces on the greeting's read.
-    fail(&[S::Connect], &[O::Reset], All, C318, SUSPICIOUS, "U"),
+    fail(
+        &[S::Connect],
+        &[O::Reset],
+        All,
+        (C318, Condition::ClosedAbruptly),
+        SUSPICIOUS,
+        "U",
+    ),
     // banner
-    fail(&[S::Banner], DROPPED, All, C318, SUSPICIOUS, "F"),
+    fail(
+        &[S::Banner],
+        DROPPED,
+        All,
+        (C318, Condition::ClosedAbruptly),
+        SUSPICIOUS,
+        "F",
+    ),
     fail(
         &[S::Banner],
         &[O::TransientReply, O::PermanentReply],
         All,
-        C317,
+        (C317, Condition::SessionRejected),
         Msg::Reply,
         "F",
     ),
@@ -259,7 +279,7 @@ pub const RULES: &[Rule] = &[
         &[S::Banner],
         &[O::NotSmtp],
         All,
-        C317,
+        (C317, Condition::SessionRejected),
         Msg::Text("Invalid SMTP response"),
         "U",
     ),
@@ -276,7 +296,7 @@ pub const RULES: &[Rule] = &[
         &[S::Ehlo],
         &[O::TransientReply, O::PermanentReply],
         All,
-        C317,
+        (C317, Condition::SessionRejected),
         Msg::Reply,
         "F",
     ),
@@ -284,11 +304,18 @@ pub const RULES: &[Rule] = &[
         &[S::Ehlo],
         &[O::NotSmtp],
         All,
-        C317,
+        (C317, Condition::SessionRejected),
         Msg::Text("Invalid SMTP response"),
         "U",
     ),
-    fail(&[S::Ehlo], DROPPED, All, C318, SUSPICIOUS, "U"),
+    fail(
+        &[S::Ehlo],
+        DROPPED,
+        All,
+        (C318, Condition::ClosedAbruptly),
+        SUSPICIOUS,
+        "U",
+    ),
     // starttls
     go_on(
         &[S::Starttls],
@@ -301,7 +328,7 @@ pub const RULES: &[Rule] = &[
         &[S::Starttls],
         &[O::StarttlsNotOffered],
         RequireTls,
-        C317,
+        (C317, Condition::StarttlsRequired),
         Msg::Text("451 5.7.3 STARTTLS is required to send mail"),
         "F",
     ),
@@ -309,7 +336,7 @@ pub const RULES: &[Rule] = &[
         &[S::Starttls],
         &[O::StarttlsRefused],
         RequireTls,
-        C317,
+        (C317, Condition::TlsNegotiationFailed),
         Msg::Reply,
         "U",
     ),
@@ -324,7 +351,7 @@ pub const RULES: &[Rule] = &[
         &[S::Starttls, S::Tls],
         &[O::Timeout],
         RequireTls,
-        C317,
+        (C317, Condition::TlsNegotiationFailed),
         Msg::Text("451 4.4.0 TLS negotiation failed with error Timeout"),
         "U",
     ),
@@ -332,7 +359,7 @@ pub const RULES: &[Rule] = &[
         &[S::Starttls, S::Tls],
         &[O::Injection, O::IllegalMessage, O::NotSmtp],
         RequireTls,
-        C317,
+        (C317, Condition::TlsNegotiationFailed),
         Msg::Text("451 4.4.0 Security status IllegalMessage"),
         "U",
     ),
@@ -340,7 +367,7 @@ pub const RULES: &[Rule] = &[
         &[S::Starttls, S::Tls],
         &[O::Closed, O::Reset],
         RequireTls,
-        C317,
+        (C317, Condition::TlsNegotiationFailed),
         SOCKET_ERROR,
         "F",
     ),
@@ -348,7 +375,7 @@ pub const RULES: &[Rule] = &[
         &[S::Tls],
         &[O::NoCommonAlgorithm],
         RequireTls,
-        C317,
+        (C317, Condition::TlsNegotiationFailed),
         Msg::Text("451 4.4.0 TLS negotiation failed with error AlgorithmMismatch"),
         "F/U",
     ),
@@ -364,9 +391,44 @@ pub const RULES: &[Rule] = &[
     // certificate
     fail(
         &[S::Certificate],
-        CERT_PROBLEMS,
+        &[
+            O::Certificate(Problem::Expired),
+            O::Certificate(Problem::NotYetValid),
+        ],
         Validating,
-        C320,
+        (C320, Condition::CertificateExpired),
+        Msg::Certificate,
+        "F",
+    ),
+    fail(
+        &[S::Certificate],
+        &[O::Certificate(Problem::Untrusted)],
+        Validating,
+        (C320, Condition::CertificateUntrusted),
+        Msg::Certificate,
+        "D",
+    ),
+    fail(
+        &[S::Certificate],
+        &[O::Certificate(Problem::Invalid)],
+        Validating,
+        (C320, Condition::CertificateInvalid),
+        Msg::Certificate,
+        "U",
+    ),
+    fail(
+        &[S::Certificate],
+        &[O::Certificate(Problem::Revoked)],
+        Validating,
+        (C320, Condition::CertificateRevoked),
+        Msg::Certificate,
+        "U",
+    ),
+    fail(
+        &[S::Certificate],
+        &[O::Certificate(Problem::NameMismatch)],
+        Validating,
+        (C320, Condition::SubjectMismatch),
         Msg::Certificate,
         "F",
     ),
@@ -392,7 +454,7 @@ pub const RULES: &[Rule] = &[
         &[S::EhloTls],
         &[O::TransientReply, O::PermanentReply],
         All,
-        C317,
+        (C317, Condition::SessionRejected),
         Msg::Reply,
         "U",
     ),
@@ -400,11 +462,18 @@ pub const RULES: &[Rule] = &[
         &[S::EhloTls],
         &[O::NotSmtp],
         All,
-        C317,
+        (C317, Condition::SessionRejected),
         Msg::Text("Invalid SMTP response"),
         "U",
     ),
-    fail(&[S::EhloTls], DROPPED, All, C318, SUSPICIOUS, "U"),
+    fail(
+        &[S::EhloTls],
+        DROPPED,
+        All,
+        (C318, Condition::ClosedAbruptly),
+        SUSPICIOUS,
+        "U",
+    ),
     // quit
     go_on(&[S::Quit], &[], All, Action::Ignore, "-"),
 ];
@@ -416,6 +485,7 @@ pub static OTHER: Rule = Rule {
     modes: Modes::All,
     action: Action::Fail(Code::Other),
     message: Msg::None,
+    condition: Condition::Other,
     evidence: "-",
 };
 
@@ -429,6 +499,15 @@ pub fn judge(stage: Stage, outcome: Outcome, mode: TlsMode) -> &'static Rule {
                 && r.modes.contains(mode)
         })
         .unwrap_or(&OTHER)
+}
+
+/// The condition of the failing row whose Message is EOP's own `text` (not a server's reply),
+/// for reading a line back (`explain`).
+pub fn condition_of_message(text: &str) -> Option<Condition> {
+    RULES.iter().find_map(|r| match (r.action, r.message) {
+        (Action::Fail(_), Msg::Text(t)) if t.eq_ignore_ascii_case(text.trim()) => Some(r.condition),
+        _ => None,
+    })
 }
 
 /// The row EOP would have written for a failed negotiation had TLS been required: the

@@ -145,3 +145,45 @@ rows! {
     healthy => "healthy",
     degraded => "degraded",
 }
+
+/// What the probe writes, `explain` reads back: for every failing target of every lab case,
+/// the queue line and the NDR line parse to the condition the table gave, the code the line
+/// starts with, the MFI code, and the server and address it names. So the probe's wording and
+/// `explain`'s reading come from one table and cannot drift apart.
+#[tokio::test]
+async fn explain_reads_back_every_line_the_probe_writes() {
+    use connector_probe::explain::parse::parse;
+    let lab = Lab::start(|_| true).await.expect("lab starts");
+    let mut checked = 0;
+    for (def, v) in lab.run().await {
+        for t in v.targets.iter().filter(|t| !t.succeeded()) {
+            let (Some(eop), Some(ndr_line), Some(condition)) =
+                (&t.eop_status, &t.ndr_line, t.condition)
+            else {
+                continue;
+            };
+            let queue = parse(eop).unwrap_or_else(|| panic!("{}: not read: {eop}", def.id));
+            assert_eq!(queue.condition, condition, "{}: {eop}", def.id);
+            assert_eq!(Some(queue.code.as_str()), t.queue_code, "{}: {eop}", def.id);
+            assert_eq!(queue.server.as_deref(), Some(t.host.as_str()), "{}", def.id);
+            if t.stage.as_str() != "resolve" {
+                assert_eq!(
+                    queue.ip,
+                    t.address.map(|a| a.to_string()),
+                    "{}: {eop}",
+                    def.id
+                );
+                assert_eq!(queue.port, Some(t.port), "{}: {eop}", def.id);
+            }
+            let mfi = connector_probe::verdict::Code::render(
+                t.failure.as_ref().unwrap().code,
+                connector_probe::config::CertificateFailureCode::CertificateValidationFailed,
+            );
+            assert_eq!(queue.mfi_code.as_deref(), Some(mfi), "{}: {eop}", def.id);
+            let ndr = parse(ndr_line).unwrap_or_else(|| panic!("{}: not read: {ndr_line}", def.id));
+            assert_eq!(ndr.condition, condition, "{}: {ndr_line}", def.id);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "only {checked} failing targets checked");
+}
