@@ -295,7 +295,7 @@ pub async fn run(json: bool) -> ExitCode {
         )
     } else if mismatches == 0 {
         format!(
-            "{}\nall {} cases produced the status and code classification.md gives.\n",
+            "{}\nall {} cases produced the status, code and Message classification.md gives.\n",
             table(&results),
             results.len()
         )
