@@ -149,7 +149,11 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!((f.stage, f.outcome), (Stage::Connect, Outcome::Unexpected));
-        assert!(f.detail.contains("source_address 192.0.2.77"), "{}", f.detail);
+        assert!(
+            f.detail.contains("source_address 192.0.2.77"),
+            "{}",
+            f.detail
+        );
         assert!(f.detail.contains("configured on this host"), "{}", f.detail);
         let v6 = connect(addr, Some("::1".parse().unwrap()), Duration::from_secs(5))
             .await

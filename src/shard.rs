@@ -125,7 +125,8 @@ impl FromStr for ShardSpec {
     type Err = String;
 
     fn from_str(text: &str) -> Result<ShardSpec, String> {
-        let bad = || format!("{text:?} is not a shard; write \"K/N\" (e.g. \"0/3\") or \"ordinal/N\"");
+        let bad =
+            || format!("{text:?} is not a shard; write \"K/N\" (e.g. \"0/3\") or \"ordinal/N\"");
         let (k, n) = text.trim().split_once('/').ok_or_else(bad)?;
         let count: u32 = n.trim().parse().map_err(|_| bad())?;
         if k.trim() == "ordinal" {
@@ -208,7 +209,9 @@ mod tests {
     use super::*;
 
     fn names(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("connector-{i:05}.contoso")).collect()
+        (0..n)
+            .map(|i| format!("connector-{i:05}.contoso"))
+            .collect()
     }
 
     #[test]
@@ -267,10 +270,19 @@ mod tests {
         // fail here first.
         assert_eq!(weight(0, ""), 0x7bd3_144f_29c0_cc9e);
         assert_eq!(weight(3, "contoso-onprem"), 0x8760_79c2_cd20_997d);
-        let owners: Vec<u32> = ["contoso-onprem", "fabrikam-partner", "a", "b", "c", "d", "e", "f"]
-            .iter()
-            .map(|n| owner(n, 4))
-            .collect();
+        let owners: Vec<u32> = [
+            "contoso-onprem",
+            "fabrikam-partner",
+            "a",
+            "b",
+            "c",
+            "d",
+            "e",
+            "f",
+        ]
+        .iter()
+        .map(|n| owner(n, 4))
+        .collect();
         assert_eq!(owners, [1, 0, 2, 0, 2, 0, 2, 1]);
     }
 
@@ -284,7 +296,17 @@ mod tests {
             " ordinal/4 ".parse::<ShardSpec>(),
             Ok(ShardSpec::Ordinal { count: 4 })
         );
-        for bad in ["", "3", "3/3", "1/0", "-1/2", "a/2", "1/", "ordinal/0", "1/5000"] {
+        for bad in [
+            "",
+            "3",
+            "3/3",
+            "1/0",
+            "-1/2",
+            "a/2",
+            "1/",
+            "ordinal/0",
+            "1/5000",
+        ] {
             assert!(bad.parse::<ShardSpec>().is_err(), "{bad:?}");
         }
         assert!("ordinal/2".parse::<Shard>().is_err());

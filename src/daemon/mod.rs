@@ -33,9 +33,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Connector};
-use crate::shard::Shard;
 use crate::limits::Limits;
 use crate::probe::ProbeContext;
+use crate::shard::Shard;
 use crate::verdict::ConnectorVerdict;
 use events::Policy;
 use health::{Faults, lock, read, write};
@@ -222,7 +222,10 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
         tracing::warn!(event = "state_date_clamped", "{said}");
     }
     let shared = Arc::new(Shared {
-        metrics: Metrics::new(&config.daemon.vantage, config.daemon.shard.and_then(|s| s.shard())),
+        metrics: Metrics::new(
+            &config.daemon.vantage,
+            config.daemon.shard.and_then(|s| s.shard()),
+        ),
         heartbeat: Heartbeat::default(),
         faults: Faults::default(),
         states: Mutex::new(states),
@@ -356,7 +359,10 @@ async fn reload(
         }
         Ok(new) => {
             if (&new.daemon.vantage, new.daemon.shard) != (&old.daemon.vantage, old.daemon.shard) {
-                tracing::warn!(event = "config_reload_partial", "vantage and shard label the metrics and events from the start; the new ones apply after a restart");
+                tracing::warn!(
+                    event = "config_reload_partial",
+                    "vantage and shard label the metrics and events from the start; the new ones apply after a restart"
+                );
             }
             if new.daemon.metrics_listen != old.daemon.metrics_listen {
                 match bind_metrics(new.daemon.metrics_listen, shared).await {
