@@ -358,10 +358,16 @@ async fn reload(
             None
         }
         Ok(new) => {
-            if (&new.daemon.vantage, new.daemon.shard) != (&old.daemon.vantage, old.daemon.shard) {
+            // The labels are the registry's, fixed at start; only K is a label, so a new N
+            // (shards added or removed) changes none.
+            let label = |c: &Config| {
+                let k = c.daemon.shard.and_then(|s| s.shard()).map(|s| s.index);
+                (c.daemon.vantage.clone(), k)
+            };
+            if label(&new) != label(old) {
                 tracing::warn!(
                     event = "config_reload_partial",
-                    "vantage and shard label the metrics and events from the start; the new ones apply after a restart"
+                    "the vantage and shard labels of metrics and events keep their values until a restart; the new shard's connectors are probed now"
                 );
             }
             if new.daemon.metrics_listen != old.daemon.metrics_listen {

@@ -185,3 +185,34 @@ fn a_shard_probes_its_own_connectors_and_labels_what_it_reports() {
         }
     }
 }
+
+#[test]
+fn a_reload_keeps_the_vantage_and_shard_it_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(6);
+    let closed = format!("127.0.0.1:{}", free_port());
+    let daemon_lines = |vantage: &str, shard: &str| {
+        format!(
+            "vantage = \"{vantage}\"\nshard = \"{shard}\"\nmetrics_listen = \"\"\nstate_file = \"\""
+        )
+    };
+    let config = write(dir.path(), &all, &closed, &daemon_lines("lab-a", "0/2"));
+    let mut daemon = Daemon::start(&config);
+    daemon.wait("daemon_started", Duration::from_secs(20), |v| {
+        v["event"] == "daemon_started"
+    });
+    write(dir.path(), &all, &closed, &daemon_lines("lab-b", "1/2"));
+    daemon.signal(libc::SIGHUP);
+    let partial = daemon.wait("config_reload_partial", Duration::from_secs(20), |v| {
+        v["event"] == "config_reload_partial"
+    });
+    assert_eq!(partial["vantage"], "lab-a", "{partial}");
+    daemon.wait("config_reloaded", Duration::from_secs(20), |v| {
+        v["event"] == "config_reloaded"
+    });
+    // The shard of the new file applies to the connectors at once; only the labels wait.
+    let theirs: Vec<&String> = all.iter().filter(|n| owner(n, 2) == 1).collect();
+    let event = daemon.event("probe_result", theirs[0], Duration::from_secs(20));
+    assert_eq!(event["vantage"], "lab-a", "{event}");
+    assert_eq!(daemon.stop(Duration::from_secs(20)).0, 0);
+}
