@@ -284,7 +284,7 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some(new) = reload((path, shard), &shared, &mut scheduler, &mut http, &config).await {
+                if let Some(new) = reload(path, shard, &shared, &mut scheduler, &mut http, &config).await {
                     config = new;
                 }
             }
@@ -341,7 +341,8 @@ fn names(config: &Config) -> BTreeSet<&str> {
 
 /// `SIGHUP`: loads the configuration again. A bad one is logged and changes nothing.
 async fn reload(
-    (path, shard): (&Path, Option<Shard>),
+    path: &Path,
+    shard: Option<Shard>,
     shared: &Arc<Shared>,
     scheduler: &mut Scheduler,
     http: &mut Option<(SocketAddr, JoinHandle<()>)>,
