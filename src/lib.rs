@@ -21,6 +21,7 @@
 //! * [`output`]: stdout and stderr without panics; the daemon's log writer.
 //! * [`report`]: the human and JSON renderings.
 //! * [`escape`]: the one rendering of outside text (replies, DNS, certificates) for people.
+//! * [`shard`]: which connectors one daemon of several probes (rendezvous hashing).
 //! * [`daemon`]: `run`: the scheduler, persisted state, alert events, metrics, reload.
 //! * [`files`]: atomic replacement through fresh, exclusive temporary files; bounded reads.
 //! * [`lab`]: scripted SMTP and DNS servers on loopback, used by `demo` and by the tests.
@@ -49,6 +50,7 @@ pub mod limits;
 pub mod output;
 pub mod probe;
 pub mod report;
+pub mod shard;
 pub mod smtp;
 pub mod tls;
 pub mod verdict;

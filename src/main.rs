@@ -14,6 +14,7 @@ use connector_probe::config::{self, Config};
 use connector_probe::daemon::{self, LogFormat};
 use connector_probe::import::{self, ImportError};
 use connector_probe::probe::{ProbeContext, probe_all};
+use connector_probe::shard::Shard;
 use connector_probe::{demo, explain, report};
 use connector_probe::{output, say};
 
@@ -41,6 +42,10 @@ enum Cmd {
         /// Log lines as JSON objects (for shippers) or as text (for people).
         #[arg(long, value_enum, default_value = "json")]
         log_format: LogFormat,
+        /// Probe only shard K of N (0-based): the connectors rendezvous hashing gives it.
+        /// Overrides `[daemon] shard`.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
     },
     /// Probe one connector (or all) once and report.
     Probe {
@@ -71,6 +76,9 @@ enum Cmd {
     CheckConfig {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Also list the connectors shard K of N owns (else those of `[daemon] shard`, if set).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
     },
     /// Run the built-in loopback lab: one server per row of the classification table.
     Demo {
@@ -143,9 +151,9 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Cmd::Run { config, .. } => {
+        Cmd::Run { config, shard, .. } => {
             let path = config::resolve_path(config.as_deref());
-            let code = runtime.block_on(daemon::run(&path));
+            let code = runtime.block_on(daemon::run(&path, shard));
             // After a forced stop a state write may still hang on the disk; do not wait.
             runtime.shutdown_background();
             code
@@ -156,7 +164,7 @@ fn main() -> ExitCode {
             all,
             json,
         } => runtime.block_on(probe(config, connector, all, json)),
-        Cmd::CheckConfig { config } => check_config(config),
+        Cmd::CheckConfig { config, shard } => check_config(config, shard),
         Cmd::Health { config } => health(config),
         Cmd::Demo { json } => runtime.block_on(demo::run(json)),
         Cmd::Explain {
@@ -218,17 +226,46 @@ fn load(flag: Option<PathBuf>) -> Result<Config, ExitCode> {
     })
 }
 
-fn check_config(flag: Option<PathBuf>) -> ExitCode {
-    match load(flag) {
-        Ok(c) => match output::print(&c.effective_toml()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                say!("error: cannot write to standard output: {e}");
-                ExitCode::from(UNKNOWN)
-            }
-        },
-        Err(code) => code,
+fn check_config(flag: Option<PathBuf>, shard: Option<Shard>) -> ExitCode {
+    let c = match load(flag) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut text = c.effective_toml();
+    match connector_probe::shard::select(&c, shard) {
+        Ok(Some(shard)) => text.push_str(&shard_listing(&c, shard)),
+        Ok(None) => {}
+        Err(e) => {
+            say!("error: {e}");
+            return ExitCode::from(UNKNOWN);
+        }
     }
+    match output::print(&text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            say!("error: cannot write to standard output: {e}");
+            ExitCode::from(UNKNOWN)
+        }
+    }
+}
+
+/// The connectors `shard` owns, as TOML comments, so that the output still loads.
+fn shard_listing(c: &Config, shard: Shard) -> String {
+    let owned: Vec<&str> = c
+        .connectors
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|name| shard.owns(name))
+        .collect();
+    let mut out = format!(
+        "\n# shard {shard} owns {} of {} connector(s):\n",
+        owned.len(),
+        c.connectors.len()
+    );
+    for name in owned {
+        out.push_str(&format!("#   {name}\n"));
+    }
+    out
 }
 
 fn health(flag: Option<PathBuf>) -> ExitCode {

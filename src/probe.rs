@@ -788,7 +788,8 @@ impl<'a> Run<'a> {
         let t = self.settings.timeouts;
 
         self.enter(Stage::Connect);
-        let tcp = match place.connect(connect(target.addr, t.connect)).await {
+        let source = self.settings.source_address;
+        let tcp = match place.connect(connect(target.addr, source, t.connect)).await {
             Ok(tcp) => tcp,
             Err(f) => return Err(self.stop(f)),
         };

@@ -35,6 +35,8 @@ fn settings(out: &mut String, table: &str, s: &Settings) {
     let _ = writeln!(out, "max_mx_hosts = {}", b.max_mx_hosts);
     let _ = writeln!(out, "max_addresses_per_host = {}", b.max_addresses_per_host);
     let _ = writeln!(out, "max_targets = {}", b.max_targets);
+    let source = s.source_address.map(|a| a.to_string()).unwrap_or_default();
+    let _ = writeln!(out, "source_address = {}", quote(&source));
     let t = &s.timeouts;
     let _ = writeln!(out, "\n[{table}.timeouts]");
     let _ = writeln!(out, "dns = {}", dur(t.dns));
@@ -78,6 +80,9 @@ pub fn render(c: &Config) -> String {
     let _ = writeln!(out, "metrics_listen = {}", quote(&listen));
     let _ = writeln!(out, "state_file = {}", path(&d.state_file));
     let _ = writeln!(out, "max_connections = {}", d.max_connections);
+    let _ = writeln!(out, "vantage = {}", quote(&d.vantage));
+    let shard = d.shard.map(|s| s.to_string()).unwrap_or_default();
+    let _ = writeln!(out, "shard = {}", quote(&shard));
 
     for conn in &c.connectors {
         let _ = writeln!(out, "\n[[connector]]");

@@ -12,7 +12,7 @@ mod locate;
 mod raw;
 mod validate;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use error::ConfigError;
 pub use hosts::{Host, SmartHost, TlsDomain, parse_dns_name};
 use locate::Locator;
+pub(crate) use validate::hostname;
 
 /// Where `--config` points when it is not given and `$CONNECTOR_PROBE_CONFIG` is unset.
 pub const DEFAULT_PATH: &str = "/etc/connector-probe/connector-probe.toml";
@@ -138,6 +139,9 @@ pub struct Settings {
     pub certificate_failure_code: CertificateFailureCode,
     pub timeouts: Timeouts,
     pub bounds: Bounds,
+    /// The local address probes connect from (`None`: the kernel's choice). Two addresses of
+    /// one host make two vantage points.
+    pub source_address: Option<IpAddr>,
 }
 
 /// How much a DNS answer can make one connector's probe do. EOP tries a handful of hosts, and
@@ -236,6 +240,10 @@ pub struct DaemonConfig {
     pub state_file: Option<PathBuf>,
     /// Connections in flight across all probes.
     pub max_connections: usize,
+    /// Where the probes run from: a label on every metric and a field on every event.
+    pub vantage: String,
+    /// `None`: this daemon probes every connector (see [`crate::shard`]).
+    pub shard: Option<crate::shard::ShardSpec>,
 }
 
 /// The validated configuration.

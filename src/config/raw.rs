@@ -52,6 +52,7 @@ pub struct RawSettings {
     pub max_mx_hosts: Option<usize>,
     pub max_addresses_per_host: Option<usize>,
     pub max_targets: Option<usize>,
+    pub source_address: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -87,6 +88,8 @@ pub struct RawDaemon {
     pub metrics_listen: Option<String>,
     pub state_file: Option<String>,
     pub max_connections: Option<usize>,
+    pub vantage: Option<String>,
+    pub shard: Option<String>,
 }
 
 /// One `[[connector]]`. The inherited settings are repeated here rather than flattened,
@@ -109,6 +112,7 @@ pub struct RawConnector {
     pub max_mx_hosts: Option<usize>,
     pub max_addresses_per_host: Option<usize>,
     pub max_targets: Option<usize>,
+    pub source_address: Option<String>,
 }
 
 impl RawConnector {
@@ -126,6 +130,7 @@ impl RawConnector {
             max_mx_hosts: self.max_mx_hosts,
             max_addresses_per_host: self.max_addresses_per_host,
             max_targets: self.max_targets,
+            source_address: self.source_address.clone(),
         }
     }
 }

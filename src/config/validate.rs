@@ -82,6 +82,7 @@ fn builtin_settings() -> Settings {
         certificate_failure_code: CertificateFailureCode::CertificateValidationFailed,
         timeouts: DEFAULT_TIMEOUTS,
         bounds: DEFAULT_BOUNDS,
+        source_address: None,
     }
 }
 
@@ -132,7 +133,31 @@ fn merge(base: &Settings, raw: &RawSettings, at: &KeyPath) -> Result<Settings, I
                 DEFAULT_BOUNDS.max_targets,
             ),
         },
+        source_address: match raw.source_address.as_deref() {
+            None => base.source_address,
+            Some(text) => source_address(text).map_err(|m| (at.key("source_address"), m))?,
+        },
     })
+}
+
+/// `source_address`: an IP address of this host, or "" for the kernel's choice.
+fn source_address(text: &str) -> Result<Option<IpAddr>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let ip = text
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map_err(|_| {
+            format!("{text:?} is not an IP address (write \"192.0.2.25\" or \"2001:db8::25\"; \"\" lets the kernel choose)")
+        })?;
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err(format!(
+            "{text:?} cannot be a source address; give one of this host's addresses"
+        ));
+    }
+    Ok(Some(ip))
 }
 
 /// A bound as written (`0` is the documented default), else the inherited one.
@@ -218,7 +243,7 @@ fn machine_fqdn() -> String {
         .unwrap_or(short)
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its whole length and gethostname NUL-terminates
     // within it (or truncates), which the search for the NUL below tolerates.
@@ -331,7 +356,31 @@ fn daemon_config(raw: &super::raw::RawDaemon, at: &KeyPath) -> Result<DaemonConf
             None | Some(0) => DEFAULT_MAX_CONNECTIONS,
             Some(n) => n,
         },
+        vantage: vantage(raw.vantage.as_deref()).map_err(|m| (at.key("vantage"), m))?,
+        shard: match raw.shard.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(text.parse().map_err(|m| (at.key("shard"), m))?),
+        },
     })
+}
+
+/// `[daemon] vantage`, or the host name when unset or empty. A label value in every series,
+/// so kept to the characters of connector names.
+fn vantage(raw: Option<&str>) -> Result<String, String> {
+    let text = match raw {
+        None | Some("") => return Ok(hostname()),
+        Some(t) => t,
+    };
+    let ok = text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !ok {
+        return Err(format!(
+            "{text:?} is not a valid vantage name (1-128 of A-Z a-z 0-9 . _ -; \"\" = the host name)"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 fn connector(rc: &RawConnector, defaults: &Settings, at: &KeyPath) -> Result<Connector, Invalid> {

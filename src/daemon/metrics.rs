@@ -115,13 +115,18 @@ fn unix(t: time::OffsetDateTime) -> f64 {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(&crate::config::hostname(), None)
     }
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
-        let mut registry = Registry::default();
+    /// Every series carries `vantage` (where the probes run from) and, for a shard, `shard`
+    /// (its index K): Prometheus compares vantages and notices a shard that went silent.
+    pub fn new(vantage: &str, shard: Option<crate::shard::Shard>) -> Metrics {
+        let constant = std::iter::once(("vantage", vantage.to_owned()))
+            .chain(shard.map(|s| ("shard", s.index.to_string())))
+            .map(|(k, v)| (k.into(), v.into()));
+        let mut registry = Registry::with_labels(constant);
         let m = Metrics {
             probe_success: Family::default(),
             probe_duration: Family::default(),

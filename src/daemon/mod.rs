@@ -4,6 +4,7 @@
 //! * [`state`]: status, code, `failing_since` per connector, persisted atomically.
 //! * [`events`]: the alert events of `interface.md`, once per transition, as JSON lines.
 //! * [`metrics`]: Prometheus `/metrics` and `/healthz`.
+//! * [`vantage`]: the `vantage` field on every JSON log line.
 //! * [`health`]: what makes `/healthz` fail besides a stuck loop; locks that a panic cannot
 //!   poison.
 //!
@@ -16,6 +17,7 @@ pub mod health;
 pub mod metrics;
 pub mod scheduler;
 pub mod state;
+pub mod vantage;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -33,6 +35,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Connector};
 use crate::limits::Limits;
 use crate::probe::ProbeContext;
+use crate::shard::Shard;
 use crate::verdict::ConnectorVerdict;
 use events::Policy;
 use health::{Faults, lock, read, write};
@@ -169,6 +172,7 @@ pub fn init_logging(format: LogFormat) {
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
+            .map_event_format(vantage::Tagged)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
@@ -193,10 +197,11 @@ async fn bind_metrics(
     Ok(Some((addr, task)))
 }
 
-/// Runs the daemon until `SIGTERM` or `SIGINT`. Exit code 0 after a clean stop, 3 for a
-/// configuration that does not load, 1 when the daemon cannot start.
-pub async fn run(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
+/// Runs the daemon until `SIGTERM` or `SIGINT`, probing the connectors of `shard` (`--shard`;
+/// else `[daemon] shard`). Exit code 0 after a clean stop, 3 for a configuration that does
+/// not load, 1 when the daemon cannot start.
+pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
+    let config = match crate::shard::load(path, shard) {
         Ok(c) => c,
         Err(e) => {
             crate::say!("error: {e}");
@@ -204,6 +209,7 @@ pub async fn run(path: &Path) -> ExitCode {
             return ExitCode::from(3);
         }
     };
+    vantage::set(&config.daemon.vantage);
     let (mut states, problem) = match &config.daemon.state_file {
         Some(p) => States::load(p),
         None => (States::default(), None),
@@ -216,7 +222,10 @@ pub async fn run(path: &Path) -> ExitCode {
         tracing::warn!(event = "state_date_clamped", "{said}");
     }
     let shared = Arc::new(Shared {
-        metrics: Metrics::new(),
+        metrics: Metrics::new(
+            &config.daemon.vantage,
+            config.daemon.shard.and_then(|s| s.shard()),
+        ),
         heartbeat: Heartbeat::default(),
         faults: Faults::default(),
         states: Mutex::new(states),
@@ -253,6 +262,7 @@ pub async fn run(path: &Path) -> ExitCode {
         event = "daemon_started",
         config = %path.display(),
         connectors = config.connectors.len(),
+        shard = %config.daemon.shard.map(|s| s.to_string()).unwrap_or_default(),
         version = env!("CARGO_PKG_VERSION"),
         "probing {} connector(s) from {}",
         config.connectors.len(),
@@ -274,7 +284,7 @@ pub async fn run(path: &Path) -> ExitCode {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some(new) = reload(path, &shared, &mut scheduler, &mut http, &config).await {
+                if let Some(new) = reload(path, shard, &shared, &mut scheduler, &mut http, &config).await {
                     config = new;
                 }
             }
@@ -332,6 +342,7 @@ fn names(config: &Config) -> BTreeSet<&str> {
 /// `SIGHUP`: loads the configuration again. A bad one is logged and changes nothing.
 async fn reload(
     path: &Path,
+    shard: Option<Shard>,
     shared: &Arc<Shared>,
     scheduler: &mut Scheduler,
     http: &mut Option<(SocketAddr, JoinHandle<()>)>,
@@ -341,13 +352,25 @@ async fn reload(
     let mut reloading = vec![sd_notify::NotifyState::Reloading];
     reloading.extend(usec);
     notify(&reloading);
-    let result = match Config::load(path) {
+    let result = match crate::shard::load(path, shard) {
         Err(e) => {
             shared.metrics.reloaded(false);
             tracing::error!(event = "config_reload_failed", error = %e, "the new configuration was rejected; the previous one keeps running: {e}");
             None
         }
         Ok(new) => {
+            // The labels are the registry's, fixed at start; only K is a label, so a new N
+            // (shards added or removed) changes none.
+            let label = |c: &Config| {
+                let k = c.daemon.shard.and_then(|s| s.shard()).map(|s| s.index);
+                (c.daemon.vantage.clone(), k)
+            };
+            if label(&new) != label(old) {
+                tracing::warn!(
+                    event = "config_reload_partial",
+                    "the vantage and shard labels of metrics and events keep their values until a restart; the new shard's connectors are probed now"
+                );
+            }
             if new.daemon.metrics_listen != old.daemon.metrics_listen {
                 match bind_metrics(new.daemon.metrics_listen, shared).await {
                     Ok(bound) => {

@@ -53,6 +53,7 @@ fn lab_settings(mode: TlsMode, cert_code: CertificateFailureCode, port: u16) -> 
         certificate_failure_code: cert_code,
         timeouts: LAB_TIMEOUTS,
         bounds: DEFAULT_BOUNDS,
+        source_address: None,
     }
 }
 
@@ -77,6 +78,8 @@ fn lab_config(pki: &Pki, nameserver: SocketAddr, connectors: Vec<Connector>) -> 
             metrics_listen: None,
             state_file: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            vantage: "demo".into(),
+            shard: None,
         },
         connectors,
     }

@@ -16,6 +16,8 @@
 //! * `hardening`: closed pipes and stdout, a second SIGTERM, forged state dates and certificate
 //!   text, duplicate keys and planted links in an import, a full disk (issue 13).
 //! * `import`: `import exchange` on PowerShell exports.
+//! * `shards`: `check-config --shard`, the shard from a pod's ordinal, a sharded daemon's
+//!   connectors, metric labels and event lines.
 //! * `peers`: real third-party peers (Postfix, smtp-sink, dnsmasq, iptables) against the binary.
 
 mod classification;
@@ -33,4 +35,5 @@ mod peers;
 mod properties;
 mod resolution;
 mod revocation;
+mod shards;
 mod util;

@@ -7,6 +7,8 @@
 //! * `sink`: Postfix's `smtp-sink` for SMTP faults.
 //! * `dnsmasq`: a real DNS server, for every DNS failure and MX routing.
 //! * `firewall`: iptables and policy-routing rules in a network namespace.
+//! * `vantages`: daemons as two vantages × two shards, a firewall that admits one vantage,
+//!   and a real Prometheus with the shipped rules naming it.
 //! * `shipping`: rsyslog reading the daemon's events with the shipped configuration, for
 //!   alerting through a log pipeline.
 //!
@@ -22,3 +24,4 @@ mod postfix;
 mod shipping;
 mod sink;
 pub mod support;
+mod vantages;

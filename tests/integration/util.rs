@@ -19,6 +19,7 @@ pub fn settings(mode: TlsMode, timeouts: Timeouts) -> Settings {
         certificate_failure_code: CertificateFailureCode::CertificateValidationFailed,
         timeouts,
         bounds: connector_probe::config::DEFAULT_BOUNDS,
+        source_address: None,
     }
 }
 
