@@ -15,11 +15,13 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::measure;
 
-/// Every `dead_every`-th connector (if any) points into the black-holed /16.
+/// Every `dead_every`-th connector (if any) points into the black-holed /16; every
+/// `openssl_every`-th one (if any) at a server that speaks only a suite rustls lacks.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
     pub size: usize,
     pub dead_every: Option<usize>,
+    pub openssl_every: Option<usize>,
 }
 
 impl Shape {
@@ -27,10 +29,23 @@ impl Shape {
         self.dead_every.is_some_and(|n| i % n == n - 1)
     }
 
+    /// Whether connector `i`'s server offers only ECDHE-RSA-AES256-SHA384 (TLS 1.2), one of
+    /// EOP's suites that only the probe's OpenSSL engine speaks.
+    pub fn needs_openssl(&self, i: usize) -> bool {
+        !self.is_dead(i) && self.openssl_every.is_some_and(|n| i % n == 0)
+    }
+
     /// Connector `i`'s address: healthy ones in 127.10.0.0/16 and up, black-holed ones in
-    /// 127.200.0.0/16 (see [`crate::netns::BLACKHOLE_PREFIX`]). Never `.0` or `.255`.
+    /// 127.200.0.0/16 (see [`crate::netns::BLACKHOLE_PREFIX`]), CBC-only ones in
+    /// 127.201.0.0/16 (see [`crate::responder::CBC_ONLY_PREFIX`]). Never `.0` or `.255`.
     pub fn address(&self, i: usize) -> Ipv4Addr {
-        let (base, n) = if self.is_dead(i) { (200, i) } else { (10, i) };
+        let (base, n) = if self.is_dead(i) {
+            (200, i)
+        } else if self.needs_openssl(i) {
+            (201, i)
+        } else {
+            (10, i)
+        };
         let third = n / 250;
         Ipv4Addr::new(
             127,
@@ -46,6 +61,25 @@ impl Shape {
 
     pub fn dead(&self) -> usize {
         (0..self.size).filter(|&i| self.is_dead(i)).count()
+    }
+
+    /// All healthy, all spoken by rustls: the shape the others are compared with.
+    pub fn is_baseline(&self) -> bool {
+        self.dead_every.is_none() && self.openssl_every.is_none()
+    }
+
+    pub fn openssl(&self) -> usize {
+        (0..self.size).filter(|&i| self.needs_openssl(i)).count()
+    }
+
+    /// How the shape reads in the report and on stderr.
+    pub fn describe(&self) -> String {
+        match (self.dead(), self.openssl()) {
+            (0, 0) => "all healthy".to_owned(),
+            (d, 0) => format!("{d} black-holed"),
+            (0, o) => format!("{o} needing the OpenSSL engine"),
+            (d, o) => format!("{d} black-holed, {o} needing the OpenSSL engine"),
+        }
     }
 }
 
@@ -79,10 +113,15 @@ pub fn write_config(dir: &Path, shape: &Shape, knobs: &Knobs, ca: &Path) -> io::
         );
     }
     let path = dir.join(format!(
-        "fleet-{}{}.toml",
+        "fleet-{}{}{}.toml",
         shape.size,
         if shape.dead_every.is_some() {
             "-blackholed"
+        } else {
+            ""
+        },
+        if shape.openssl_every.is_some() {
+            "-openssl"
         } else {
             ""
         }
@@ -99,6 +138,17 @@ struct Verdict {
     code: Option<String>,
     started_at: String,
     duration_ms: f64,
+    targets: Vec<TargetVerdict>,
+}
+
+#[derive(Deserialize)]
+struct TargetVerdict {
+    tls: Option<TlsVerdict>,
+}
+
+#[derive(Deserialize)]
+struct TlsVerdict {
+    engine: String,
 }
 
 /// One `probe --all` cycle.
@@ -149,10 +199,21 @@ pub fn cycle(exe: &Path, config: &Path, shape: &Shape) -> io::Result<Cycle> {
             continue;
         };
         let dead = shape.is_dead(i);
+        // A CBC-only server is reached by the OpenSSL engine, and only such a server is.
+        let engine = v
+            .targets
+            .first()
+            .and_then(|t| t.tls.as_ref())
+            .map(|t| t.engine.as_str());
+        let want_engine = if shape.needs_openssl(i) {
+            "openssl"
+        } else {
+            "rustls"
+        };
         let expected = if dead {
             v.status == "failing" && v.code.as_deref() == Some("450 4.4.315")
         } else {
-            v.status == "ok"
+            v.status == "ok" && engine == Some(want_engine)
         };
         if expected {
             c.as_expected += 1;

@@ -101,6 +101,7 @@ impl Report {
         self.header(&mut o);
         self.cycles(&mut o);
         self.blackholed(&mut o);
+        self.openssl(&mut o);
         self.blackbox(&mut o);
         self.one_shot(&mut o);
         self.targets(&mut o);
@@ -151,7 +152,7 @@ impl Report {
              when the last healthy connector's probe ended (from its `started_at` + \
              `duration_ms`). \"fleet CPU\" is what the responder spent serving the cycle \
              (context; not counted against the probe).\n\n\
-             | connectors | black-holed | wall | probes/s | CPU | CPU/probe | peak RSS | \
+             | connectors | shape | wall | probes/s | CPU | CPU/probe | peak RSS | \
              healthy done | healthy probe p50 / p99 | as expected | fleet CPU |\n\
              |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
@@ -162,7 +163,7 @@ impl Report {
                 o,
                 "| {} | {} | {} | {:.0} | {} | {:.3} ms | {:.1} MiB | {} | {:.1} / {:.1} ms | {} | {} |",
                 row.shape.size,
-                row.shape.dead(),
+                row.shape.describe(),
                 secs(c.run.wall),
                 n / c.run.wall.as_secs_f64(),
                 secs(c.run.cpu),
@@ -187,7 +188,7 @@ impl Report {
         let pairs: Vec<(&CycleRow, &CycleRow)> = self
             .cycles
             .iter()
-            .filter(|r| r.shape.dead_every.is_none())
+            .filter(|r| r.shape.is_baseline())
             .filter_map(|base| {
                 self.cycles
                     .iter()
@@ -222,6 +223,50 @@ impl Report {
         }
     }
 
+    /// What the second TLS engine costs: a fleet where 10 % of the servers speak only
+    /// ECDHE-RSA-AES256-SHA384, against the all-rustls baseline of the same size.
+    fn openssl(&self, o: &mut String) {
+        let pairs: Vec<(&CycleRow, &CycleRow)> = self
+            .cycles
+            .iter()
+            .filter(|r| r.shape.is_baseline())
+            .filter_map(|base| {
+                self.cycles
+                    .iter()
+                    .find(|r| r.shape.size == base.shape.size && r.shape.openssl_every.is_some())
+                    .map(|b| (base, b))
+            })
+            .collect();
+        if pairs.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "\n## 10 % needing the OpenSSL engine: what the second engine costs\n\n\
+             Every tenth server speaks only ECDHE-RSA-AES256-SHA384 (TLS 1.2, an RSA leaf), one \
+             of Exchange Online's suites that rustls lacks: its probe fails the rustls handshake, \
+             connects again and handshakes with OpenSSL. The rest are the baseline's servers.\n\n\
+             | connectors | CPU/probe, all rustls | CPU/probe, 10 % OpenSSL | ratio | \
+             CPU per OpenSSL probe (extra over the baseline's) | wall, all rustls | wall, 10 % OpenSSL |\n\
+             |---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for (base, b) in pairs {
+            let n = base.shape.size as f64;
+            let per_base = ms(base.cycle.run.cpu) / n;
+            let per_mixed = ms(b.cycle.run.cpu) / n;
+            let extra = (ms(b.cycle.run.cpu) - ms(base.cycle.run.cpu)) / b.shape.openssl() as f64;
+            let _ = writeln!(
+                o,
+                "| {} | {per_base:.3} ms | {per_mixed:.3} ms | {:.2}× | {:.3} ms | {} | {} |",
+                base.shape.size,
+                per_mixed / per_base,
+                per_base + extra,
+                secs(base.cycle.run.wall),
+                secs(b.cycle.run.wall),
+            );
+        }
+    }
+
     fn blackbox(&self, o: &mut String) {
         if self.blackbox.is_empty() {
             return;
@@ -240,10 +285,11 @@ impl Report {
         );
         for (shape, b) in &self.blackbox {
             let n = shape.size as f64;
-            let cp = self
-                .cycles
-                .iter()
-                .find(|r| r.shape.size == shape.size && r.shape.dead_every == shape.dead_every);
+            let cp = self.cycles.iter().find(|r| {
+                r.shape.size == shape.size
+                    && r.shape.dead_every == shape.dead_every
+                    && r.shape.openssl_every == shape.openssl_every
+            });
             let ratio = |x: f64, y: Option<f64>| match y {
                 Some(y) if y > 0.0 => format!("{:.2}×", x / y),
                 _ => "–".to_owned(),
@@ -322,7 +368,7 @@ impl Report {
         let healthy = |size| {
             self.cycles
                 .iter()
-                .find(|r| r.shape.size == size && r.shape.dead_every.is_none())
+                .find(|r| r.shape.size == size && r.shape.is_baseline())
         };
         if let Some(r) = healthy(10_000) {
             rows.push((
@@ -331,7 +377,7 @@ impl Report {
                 r.cycle.run.wall <= CYCLE_TARGET,
             ));
         }
-        for r in self.cycles.iter().filter(|r| r.shape.dead_every.is_none()) {
+        for r in self.cycles.iter().filter(|r| r.shape.is_baseline()) {
             let per = ms(r.cycle.run.cpu) / r.shape.size as f64;
             rows.push((
                 format!(

@@ -5,7 +5,9 @@
 //! It speaks just enough SMTP for a full probe: greeting, EHLO (STARTTLS offered), STARTTLS,
 //! the TLS handshake, EHLO again, QUIT. It presents one certificate chain (leaf and
 //! intermediate from the lab PKI, ECDSA P-256) for `fleet.test`, `*.fleet.test` and
-//! `127.0.0.1`; the root goes to `ca.pem` for the clients' trust stores.
+//! `127.0.0.1`; the root goes to `ca.pem` for the clients' trust stores. Connections to
+//! [`CBC_ONLY_PREFIX`] are answered by OpenSSL offering only ECDHE-RSA-AES256-SHA384 (TLS 1.2)
+//! with an RSA leaf of the same PKI: a server only the probe's second engine can reach.
 
 use std::io;
 use std::path::Path;
@@ -13,10 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connector_probe::lab::certs::{LeafSpec, Pki};
+use openssl::ssl::{Ssl, SslAcceptor};
 use rustls::ServerConfig;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
+
+/// The second octet of the /16 whose servers speak only a CBC suite.
+pub const CBC_ONLY_PREFIX: u8 = 201;
 
 /// The listen backlog: a cycle opens hundreds of connections within milliseconds.
 const BACKLOG: u32 = 4096;
@@ -48,6 +54,13 @@ pub fn run(dir: &Path) -> io::Result<()> {
             ..LeafSpec::valid("fleet.test")
         });
         let tls = leaf.server_config();
+        let cbc = pki
+            .leaf(&LeafSpec {
+                rsa: true,
+                names: vec!["fleet.test".into(), "*.fleet.test".into()],
+                ..LeafSpec::valid("fleet.test")
+            })
+            .openssl_acceptor("ECDHE-RSA-AES256-SHA384");
         let socket = TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;
         socket.bind("0.0.0.0:25".parse().expect("literal address"))?;
@@ -58,7 +71,7 @@ pub fn run(dir: &Path) -> io::Result<()> {
         loop {
             match listener.accept().await {
                 Ok((tcp, _)) => {
-                    let tls = tls.clone();
+                    let tls = Acceptor::pick(&tcp, &tls, &cbc);
                     tokio::spawn(async move {
                         let _ = tokio::time::timeout(4 * IDLE, session(tcp, tls)).await;
                     });
@@ -70,7 +83,24 @@ pub fn run(dir: &Path) -> io::Result<()> {
     })
 }
 
-async fn session(tcp: TcpStream, tls: Arc<ServerConfig>) -> io::Result<()> {
+/// Which TLS server a connection gets, by the address it was made to.
+enum Acceptor {
+    Rustls(Arc<ServerConfig>),
+    CbcOnly(Arc<SslAcceptor>),
+}
+
+impl Acceptor {
+    fn pick(tcp: &TcpStream, tls: &Arc<ServerConfig>, cbc: &Arc<SslAcceptor>) -> Acceptor {
+        match tcp.local_addr().map(|a| a.ip()) {
+            Ok(std::net::IpAddr::V4(v4)) if v4.octets()[1] == CBC_ONLY_PREFIX => {
+                Acceptor::CbcOnly(cbc.clone())
+            }
+            _ => Acceptor::Rustls(tls.clone()),
+        }
+    }
+}
+
+async fn session(tcp: TcpStream, tls: Acceptor) -> io::Result<()> {
     tcp.set_nodelay(true)?;
     let mut plain = BufReader::new(tcp);
     plain.write_all(b"220 fleet.test ESMTP ready\r\n").await?;
@@ -78,8 +108,21 @@ async fn session(tcp: TcpStream, tls: Arc<ServerConfig>) -> io::Result<()> {
         return Ok(());
     }
     let tcp = plain.into_inner();
-    let mut secure = BufReader::new(TlsAcceptor::from(tls).accept(tcp).await?);
-    dialogue(&mut secure, true).await?;
+    match tls {
+        Acceptor::Rustls(config) => {
+            let mut secure = BufReader::new(TlsAcceptor::from(config).accept(tcp).await?);
+            dialogue(&mut secure, true).await?;
+        }
+        Acceptor::CbcOnly(acceptor) => {
+            let ssl = Ssl::new(acceptor.context()).map_err(io::Error::other)?;
+            let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(io::Error::other)?;
+            std::pin::Pin::new(&mut stream)
+                .accept()
+                .await
+                .map_err(io::Error::other)?;
+            dialogue(&mut BufReader::new(stream), true).await?;
+        }
+    }
     Ok(())
 }
 
