@@ -13,7 +13,9 @@
 
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod metrics;
+pub mod page;
 pub mod scheduler;
 pub mod state;
 
@@ -75,6 +77,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub heartbeat: Heartbeat,
     pub faults: Faults,
+    /// What the status page shows.
+    pub board: history::Board,
     states: Mutex<States>,
     dirty: AtomicBool,
     runtime: RwLock<Runtime>,
@@ -105,6 +109,13 @@ impl Shared {
         self.dirty.store(true, Ordering::Release);
         self.faults.recovered(&connector.name);
         self.metrics.record(&verdict, &snapshot);
+        let unix = |t: OffsetDateTime| t.unix_timestamp();
+        self.board.record(
+            &verdict,
+            snapshot.failing_since.map(unix),
+            snapshot.last_probe.map(unix),
+            now.unix_timestamp(),
+        );
         events::emit_probe_result(&verdict);
         for e in &raised {
             events::emit(&connector.name, e);
@@ -188,7 +199,7 @@ async fn bind_metrics(
         .await
         .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
-    tracing::info!(event = "metrics_listening", address = %bound, "serving /metrics and /healthz on http://{bound}");
+    tracing::info!(event = "metrics_listening", address = %bound, "serving the status page, /metrics and /healthz on http://{bound}/");
     let task = tokio::spawn(metrics::serve(listener, shared.clone()));
     Ok(Some((addr, task)))
 }
@@ -219,6 +230,7 @@ pub async fn run(path: &Path) -> ExitCode {
         metrics: Metrics::new(),
         heartbeat: Heartbeat::default(),
         faults: Faults::default(),
+        board: history::start(config.daemon.state_file.as_deref(), names(&config)),
         states: Mutex::new(states),
         dirty: AtomicBool::new(false),
         runtime: RwLock::new(Runtime::new(&config)),
@@ -271,6 +283,7 @@ pub async fn run(path: &Path) -> ExitCode {
     let mut tick = tokio::time::interval(tick_every);
     let mut flush_tick = tokio::time::interval(FLUSH_EVERY);
     let mut save_error = None;
+    let mut history_error = None;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -280,7 +293,10 @@ pub async fn run(path: &Path) -> ExitCode {
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = flush_tick.tick() => shared.flush(&mut save_error).await,
+            _ = flush_tick.tick() => {
+                shared.flush(&mut save_error).await;
+                history::flush(&shared, &mut history_error).await;
+            }
             _ = tick.tick() => {
                 shared.heartbeat.beat();
                 if watchdog.is_some() {
@@ -305,6 +321,7 @@ pub async fn run(path: &Path) -> ExitCode {
         task.abort();
     }
     shared.flush(&mut save_error).await;
+    history::flush(&shared, &mut history_error).await;
     tracing::info!(
         event = "daemon_stopped",
         abandoned_probes = abandoned,
@@ -372,6 +389,7 @@ async fn reload(
             }
             let (changes, removed) = scheduler.apply(&new.connectors);
             lock(&shared.states).retain(&names(&new));
+            shared.board.configure(names(&new));
             for name in &removed {
                 shared.metrics.forget(name);
                 shared.faults.forget(name);

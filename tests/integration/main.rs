@@ -13,6 +13,7 @@
 //! * `hardening`: closed pipes and stdout, a second SIGTERM, forged state dates and certificate
 //!   text, duplicate keys and planted links in an import, a full disk (issue 13).
 //! * `import`: `import exchange` on PowerShell exports.
+//! * `page`: the status page in headless Chromium, its JSON API and its history (issue 16).
 //! * `peers`: real third-party peers (Postfix, smtp-sink, dnsmasq, iptables) against the binary.
 
 mod classification;
@@ -24,6 +25,7 @@ mod hostile;
 mod import;
 mod invariants;
 mod memory;
+mod page;
 mod peers;
 mod properties;
 mod resolution;
