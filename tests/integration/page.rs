@@ -79,6 +79,21 @@ async fn lab(pki: &Pki) -> Lab {
     }
 }
 
+/// A history file as a day of running would have left it beside the state file, so the
+/// timelines have something to draw: the daemon reads it at start.
+fn seed_history(dir: &Path) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let h = |hours_ago: i64, status: &str, code: Option<&str>| json!({"at": now - hours_ago * 3600, "status": status, "code": code});
+    let doc = json!({"version": 1, "connectors": {
+        "contoso-onprem": [h(30, "ok", None)],
+        "fabrikam-relay": [h(30, "ok", None), h(9, "failing", Some("450 4.4.316")), h(7, "ok", None)],
+        "hostile-banner": [h(20, "ok", None)],
+        "litware-expired": [h(30, "ok", None), h(14, "warning", None)],
+        "northwind-pair": [h(30, "ok", None), h(5, "degraded", None), h(4, "ok", None)],
+    }});
+    std::fs::write(dir.join("state.history.json"), doc.to_string()).unwrap();
+}
+
 /// A GET on the daemon's listener: status line, headers (lower-cased names) and body.
 fn get(port: u16, path: &str) -> (String, Vec<(String, String)>, String) {
     use std::io::{Read, Write};
@@ -242,6 +257,7 @@ async fn chromium_shows_every_connector_worst_first_and_hostile_text_stays_text(
     let lab = lab(&pki).await;
     let port = free_port();
     let cfg = config(dir.path(), port, &lab.connectors);
+    seed_history(dir.path());
     let names = lab.names.clone();
     let daemon = blocking(move || {
         let mut d = Daemon::start(&cfg);
@@ -318,7 +334,14 @@ async fn chromium_shows_every_connector_worst_first_and_hostile_text_stays_text(
         dom["title"].as_str().unwrap().starts_with("3 failing"),
         "{dom}"
     );
-    let shot = client.screenshot().await.unwrap();
+    // The page's content, without the empty window below it.
+    let shot = client
+        .find(fantoccini::Locator::Css("body"))
+        .await
+        .unwrap()
+        .screenshot()
+        .await
+        .unwrap();
     std::fs::write(screenshot_dir().join("status-page.png"), &shot).unwrap();
     if std::env::var_os("CONNECTOR_PROBE_SCREENSHOT_DOCS").is_some_and(|v| v == "1") {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/status-page.png");

@@ -34,13 +34,13 @@ th,td{padding:6px 8px;border-bottom:1px solid #e3e7eb;text-align:left;vertical-a
 th{background:#eef1f4;font-weight:600;white-space:nowrap}
 td.code{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:nowrap}
 td.line{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.78rem;max-width:520px;overflow-wrap:anywhere;color:#333}
-td.num,td.when{white-space:nowrap}
+td.num,td.when,td.name{white-space:nowrap}
 .b{display:inline-block;min-width:64px;text-align:center;border-radius:10px;padding:1px 8px;color:#fff;font-weight:600;font-size:.78rem}
-.ok{background:#2f9e5b}.warning{background:#d6a300}.degraded{background:#e07a1f}.failing{background:#cf3129}.unknown{background:#8a949e}
+.b.ok{background:#2f9e5b}.b.warning{background:#d6a300}.b.degraded{background:#e07a1f}.b.failing{background:#cf3129}.b.unknown{background:#8a949e}
 tr.failing td:first-child{box-shadow:inset 4px 0 #cf3129}tr.degraded td:first-child{box-shadow:inset 4px 0 #e07a1f}
 .late{color:#cf3129;font-weight:600}.soon{color:#b36b00;font-weight:600}.dim{color:#8a949e}
 svg.tl{width:180px;height:12px;display:block;background:#eef1f4}
-svg.tl-big{width:100%;height:56px;display:block}
+svg.tl-big{width:100%;height:auto;display:block}
 .card{background:#fff;box-shadow:0 1px 2px #0002;padding:12px 16px;margin-bottom:14px}
 dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px;margin:0}dt{color:#5a6570}dd{margin:0;overflow-wrap:anywhere}
 .fix{border-left:4px solid #0b5cad;background:#eaf2fb;padding:10px 14px;margin:12px 0}
@@ -147,7 +147,7 @@ fn row(h: &mut Html, name: &str, e: &Entry, cx: &Context) {
         .text(name)
         .raw("\"><td>");
     badge(h, status);
-    h.raw("</td><td><a href=\"/connector/")
+    h.raw("</td><td class=\"name\"><a href=\"/connector/")
         .text(path_segment(name))
         .raw("\">")
         .text(name)
@@ -301,9 +301,13 @@ pub fn connector(name: &str, e: &Entry, cx: &Context) -> String {
     }
     h.raw("<dt>Since</dt><dd>");
     since(&mut h, e, cx);
-    h.raw("</dd><dt>NDRs</dt><dd>");
-    ndr(&mut h, e, cx);
-    h.raw("</dd><dt>Last probe</dt><dd>");
+    h.raw("</dd>");
+    if e.failing_since.is_some() && l.is_some_and(|l| l.status == Status::Failing) {
+        h.raw("<dt>NDRs</dt><dd>");
+        ndr(&mut h, e, cx);
+        h.raw("</dd>");
+    }
+    h.raw("<dt>Last probe</dt><dd>");
     last_probe(&mut h, e, cx);
     if let Some(l) = l {
         h.raw(" <span class=\"dim\">(started ")

@@ -65,18 +65,18 @@ pub fn render(h: &mut Html, history: &[Transition], now: i64, compact: bool) {
     if compact {
         h.raw("<svg class=\"tl\" viewBox=\"0 0 1440 10\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"last 24 hours\">");
     } else {
-        h.raw("<svg class=\"tl-big\" viewBox=\"0 0 1440 34\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"status over the last 24 hours\">");
+        // Scaled as a whole, so the hour labels keep their shape.
+        h.raw("<svg class=\"tl-big\" viewBox=\"0 0 1440 42\" role=\"img\" aria-label=\"status over the last 24 hours\">");
     }
     let height = if compact { "10" } else { "22" };
+    // The narrowest bar drawn, in minutes: about a pixel at the size the page shows, so a
+    // stretch shorter than that (a status that began seconds ago) is still seen.
+    let narrowest = if compact { 8 } else { 3 };
     for s in segments(history, now) {
-        let x = (s.from - start) / 60;
-        let w = ((s.to - start) / 60).min(minutes) - x;
-        if w <= 0 && s.to - s.from < 60 {
-            // A stretch under a minute is invisible at this scale; a sliver still shows it.
-            h.raw("<rect width=\"1\"");
-        } else {
-            h.raw("<rect width=\"").text(w.max(1)).raw("\"");
-        }
+        let (x0, x1) = ((s.from - start) / 60, (s.to - start) / 60);
+        let w = (x1 - x0).max(narrowest);
+        let x = x0.min(minutes - w);
+        h.raw("<rect width=\"").text(w).raw("\"");
         h.raw(" x=\"")
             .text(x)
             .raw("\" y=\"0\" height=\"")
@@ -106,9 +106,9 @@ pub fn render(h: &mut Html, history: &[Transition], now: i64, compact: bool) {
             let x = (tick - start) / 60;
             h.raw("<rect x=\"")
                 .text(x)
-                .raw("\" y=\"22\" width=\"2\" height=\"4\" fill=\"#666\"></rect><text x=\"")
+                .raw("\" y=\"22\" width=\"2\" height=\"5\" fill=\"#666\"></rect><text x=\"")
                 .text(x)
-                .raw("\" y=\"33\" font-size=\"8\" text-anchor=\"middle\" fill=\"#444\">")
+                .raw("\" y=\"40\" font-size=\"12\" text-anchor=\"middle\" fill=\"#444\">")
                 .text(super::render::hour(tick))
                 .raw("</text>");
             tick += 21_600;
