@@ -468,8 +468,9 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Serves `/metrics`, `/healthz` and the status page ([`super::page`]) until the task is aborted. Each connection is bounded in
-/// time, so a slow or hostile scraper cannot hold resources.
+/// Serves `/metrics`, `/healthz` and the status page ([`super::page`]) until the task is
+/// aborted. Each connection is bounded in time, so a slow or hostile scraper cannot hold
+/// resources.
 pub async fn serve(listener: TcpListener, shared: std::sync::Arc<super::Shared>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {

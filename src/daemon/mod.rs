@@ -4,6 +4,8 @@
 //! * [`state`]: status, code, `failing_since` per connector, persisted atomically.
 //! * [`events`]: the alert events of `interface.md`, once per transition, as JSON lines.
 //! * [`metrics`]: Prometheus `/metrics` and `/healthz`.
+//! * [`page`]: the status page on the same listener, drawn from [`history`]: each connector's
+//!   latest verdict, compact, and its transitions of the last 24 hours.
 //! * [`health`]: what makes `/healthz` fail besides a stuck loop; locks that a panic cannot
 //!   poison.
 //!

@@ -478,8 +478,23 @@ async fn the_page_and_api_are_read_only_uncached_script_free_and_history_survive
     }
 
     // A reload keeps the history; a restart reads it back before the first probe.
-    daemon.signal(libc::SIGHUP);
-    let (code, _, _) = blocking(move || daemon.stop(WAIT)).await;
+    let before2 = before.clone();
+    let names = lab.names.clone();
+    let (code, _, _) = blocking(move || {
+        let mut daemon = daemon;
+        daemon.signal(libc::SIGHUP);
+        daemon.wait("config_reloaded", WAIT, |v| v["event"] == "config_reloaded");
+        let after = api(port);
+        for name in &names {
+            assert_eq!(
+                history(&after, name),
+                history(&before2, name),
+                "{name}: after a reload"
+            );
+        }
+        daemon.stop(WAIT)
+    })
+    .await;
     assert_eq!(code, 0);
     let history_file = dir.path().join("state.history.json");
     assert!(
