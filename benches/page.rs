@@ -4,8 +4,10 @@
 //! `cargo bench --bench page` (release build). Prints a Markdown table for
 //! `benches/RESULTS.md`; nothing here fails on a time, it measures.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use connector_probe::certificate::CertificateInfo;
@@ -15,6 +17,32 @@ use connector_probe::daemon::page::{api, render};
 use connector_probe::verdict::{
     Code, ConnectorVerdict, Failure, Judged, Outcome, Stage, Status, TargetVerdict, TlsInfo,
 };
+
+/// Counts the bytes live on the heap, so the board's memory is measured exactly rather than
+/// read from an RSS that reuses what earlier rounds freed.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's layout, as GlobalAlloc requires.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        ALLOCATIONS.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: as allocated above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 const NOW: i64 = 1_800_000_000;
 const CERT: CertificateFailureCode = CertificateFailureCode::CertificateValidationFailed;
@@ -140,17 +168,6 @@ fn board(n: usize) -> Board {
     board
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -187,10 +204,15 @@ fn main() {
     drop(board_10k);
 
     let big = 100_000;
-    let before = rss_kib();
+    let (bytes0, allocs0) = (
+        LIVE.load(Ordering::Relaxed),
+        ALLOCATIONS.load(Ordering::Relaxed),
+    );
     let board_100k = board(big);
-    let after = rss_kib();
-    let per = (after.saturating_sub(before) * 1024) as f64 / big as f64;
+    let bytes = LIVE.load(Ordering::Relaxed) - bytes0;
+    let allocs = ALLOCATIONS.load(Ordering::Relaxed) - allocs0;
+    // glibc adds 8 bytes to each block and rounds it up to 16.
+    let with_overhead = bytes + allocs * 16;
     assert_eq!(board_100k.snapshot().len(), big);
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -221,7 +243,10 @@ fn main() {
         one.len() as f64 / 1024.0
     );
     println!(
-        "\nThe page's board for {big} connectors (latest summaries, the whole verdict of the non-ok ones, timelines): {:.1} MiB of RSS, {per:.0} bytes per connector.",
-        (after.saturating_sub(before)) as f64 / 1024.0
+        "\nThe page's board for {big} connectors (latest summaries, the whole verdict of the non-ok ones, timelines): {:.1} MiB on the heap in {allocs} blocks ({} bytes per connector), about {:.1} MiB with the allocator's overhead ({} bytes per connector).",
+        bytes as f64 / 1048576.0,
+        bytes / big,
+        with_overhead as f64 / 1048576.0,
+        with_overhead / big,
     );
 }

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::Shared;
 use super::health::read;
@@ -117,53 +118,103 @@ pub async fn serve(route: Route, shared: &Arc<Shared>) -> Response<Full<Bytes>> 
 pub fn api(entries: &[(Box<str>, Arc<Entry>)], cx: &Context) -> String {
     let mut sorted = entries.to_vec();
     render::order(&mut sorted);
-    let connectors: Vec<Value> = sorted
+    let connectors: Vec<ApiConnector<'_>> = sorted
         .iter()
-        .map(|(name, e)| connector_json(name, e, cx))
+        .map(|(name, e)| ApiConnector::new(name, e, cx))
         .collect();
-    let doc = json!({
-        "generated_at": rfc3339(cx.now),
-        "connectors": connectors,
-    });
-    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    let doc = ApiDocument {
+        generated_at: rfc3339(cx.now),
+        connectors,
+    };
+    let mut text = serde_json::to_string(&doc).unwrap_or_default();
     text.push('\n');
     text
 }
 
-fn connector_json(name: &str, e: &Entry, cx: &Context) -> Value {
-    let mut v = match &e.latest {
-        Some(l) => l
-            .verdict_json
-            .as_deref()
-            .and_then(|j| serde_json::from_str(j).ok())
-            .or_else(|| serde_json::to_value(l).ok())
-            .unwrap_or(Value::Null),
-        None => json!({"status": null}),
-    };
-    let ndr_at = e
-        .latest
-        .as_ref()
-        .filter(|l| l.queued)
-        .and(e.failing_since)
-        .map(|since| rfc3339(since.saturating_add(cx.message_expiration)));
-    let history: Vec<Value> = e
-        .history
-        .iter()
-        .map(|t| json!({"at": rfc3339(t.at), "status": t.status, "code": t.code}))
-        .collect();
-    if let Value::Object(map) = &mut v {
-        map.insert("connector".into(), name.into());
-        map.insert(
-            "state".into(),
-            json!({
-                "failing_since": e.failing_since.map(rfc3339),
-                "last_probe": e.last_probe.map(rfc3339),
-                "ndr_at": ndr_at,
-                "history": history,
-            }),
-        );
+#[derive(Serialize)]
+struct ApiDocument<'a> {
+    generated_at: String,
+    connectors: Vec<ApiConnector<'a>>,
+}
+
+#[derive(Serialize)]
+struct ApiConnector<'a> {
+    connector: &'a str,
+    #[serde(flatten)]
+    verdict: Verdict<'a>,
+    state: ApiState<'a>,
+}
+
+/// The verdict's fields, beside `connector` and `state`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Verdict<'a> {
+    /// The whole `probe --json` object of a connector that is not ok.
+    Whole(serde_json::Map<String, Value>),
+    Summary(&'a crate::daemon::history::Latest),
+    NotProbed {
+        status: Option<()>,
+    },
+}
+
+#[derive(Serialize)]
+struct ApiState<'a> {
+    failing_since: Option<String>,
+    last_probe: Option<String>,
+    ndr_at: Option<String>,
+    history: Vec<ApiTransition<'a>>,
+}
+
+#[derive(Serialize)]
+struct ApiTransition<'a> {
+    at: String,
+    status: crate::verdict::Status,
+    code: Option<&'a str>,
+}
+
+impl<'a> ApiConnector<'a> {
+    fn new(name: &'a str, e: &'a Entry, cx: &Context) -> ApiConnector<'a> {
+        let verdict = match &e.latest {
+            Some(l) => match l
+                .verdict_json
+                .as_deref()
+                .and_then(|j| serde_json::from_str::<serde_json::Map<String, Value>>(j).ok())
+            {
+                Some(mut whole) => {
+                    // `connector` is written once, first.
+                    whole.remove("connector");
+                    Verdict::Whole(whole)
+                }
+                None => Verdict::Summary(l),
+            },
+            None => Verdict::NotProbed { status: None },
+        };
+        let ndr_at = e
+            .latest
+            .as_ref()
+            .filter(|l| l.queued)
+            .and(e.failing_since)
+            .map(|since| rfc3339(since.saturating_add(cx.message_expiration)));
+        let history = e
+            .history
+            .iter()
+            .map(|t| ApiTransition {
+                at: rfc3339(t.at),
+                status: t.status,
+                code: t.code.as_deref(),
+            })
+            .collect();
+        ApiConnector {
+            connector: name,
+            verdict,
+            state: ApiState {
+                failing_since: e.failing_since.map(rfc3339),
+                last_probe: e.last_probe.map(rfc3339),
+                ndr_at,
+                history,
+            },
+        }
     }
-    v
 }
 
 fn rfc3339(unix: i64) -> String {
