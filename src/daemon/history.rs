@@ -17,10 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::net::{IpAddr, SocketAddr};
+
 use serde::{Deserialize, Serialize};
 
 use super::health::lock;
-use crate::verdict::{ConnectorVerdict, Stage, Status};
+use crate::verdict::{ConnectorVerdict, Stage, Status, TargetVerdict};
 
 /// The window of the timeline.
 pub const WINDOW_SECS: i64 = 24 * 3600;
@@ -42,126 +44,346 @@ pub struct Transition {
     pub code: Option<Box<str>>,
 }
 
+/// What a connector that is not ok carries beyond its status. Few connectors have one, so
+/// it is boxed, and the whole verdict is kept with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub code: Option<&'static str>,
+    pub title: Option<&'static str>,
+    pub fix: Option<&'static str>,
+    pub eop_status: Option<Box<str>>,
+    pub ndr_line: Option<Box<str>>,
+    pub warnings: Box<[Box<str>]>,
+    /// The whole `probe --json` object.
+    pub verdict_json: Box<str>,
+}
+
+/// What a target that failed or warned carries beyond its stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetProblem {
+    pub code: Option<&'static str>,
+    /// What went wrong (empty for a target that only warned).
+    pub detail: Box<str>,
+    pub warnings: Box<[Box<str>]>,
+}
+
+/// The stages in order, to index [`TargetSummary`]'s timings.
+pub const STAGES: [Stage; 10] = [
+    Stage::Resolve,
+    Stage::Connect,
+    Stage::Banner,
+    Stage::Ehlo,
+    Stage::Starttls,
+    Stage::Tls,
+    Stage::Certificate,
+    Stage::EhloTls,
+    Stage::Quit,
+    Stage::Done,
+];
+
+/// One target of the latest probe, packed: the texts in one allocation, the timings inline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetSummary {
+    pub address: Option<IpAddr>,
+    pub port: u16,
+    /// The last stage reached.
+    pub stage: Stage,
+    /// Milliseconds per stage, in the order of [`STAGES`]; NaN for a stage not run.
+    timings: [f32; STAGES.len()],
+    /// The host, the TLS version and cipher, the certificate's subject, issuer and
+    /// `not_after`, one after the other; `cuts` are where each but the last ends.
+    text: Box<str>,
+    cuts: [u32; 4],
+    tls: bool,
+    /// `days_left` and the earliest expiry of the chain (Unix seconds), with a certificate.
+    certificate: Option<(i32, i64)>,
+    pub problem: Option<Box<TargetProblem>>,
+}
+
 /// A certificate, as the page shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CertSummary {
-    pub subject: Box<str>,
-    pub issuer: Box<str>,
-    pub not_after: Box<str>,
-    pub days_left: i64,
-    /// The earliest `not_after` of the chain presented, Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CertView<'a> {
+    pub subject: &'a str,
+    pub issuer: &'a str,
+    pub not_after: &'a str,
+    pub days_left: i32,
     #[serde(skip)]
     pub earliest_expiry_unix: i64,
 }
 
-/// One target of the latest probe, as the page shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TargetSummary {
-    pub host: Box<str>,
-    pub endpoint: Box<str>,
-    /// The last stage reached.
-    pub stage: Stage,
-    pub code: Option<&'static str>,
-    /// What went wrong, for a target that failed (empty otherwise).
-    pub detail: Box<str>,
-    #[serde(serialize_with = "timings_as_map")]
-    pub timings_ms: Box<[(Stage, f32)]>,
-    /// Protocol version and cipher suite, once TLS was negotiated.
-    pub tls: Option<Box<str>>,
-    pub certificate: Option<Box<CertSummary>>,
-    pub warnings: Box<[Box<str>]>,
+impl TargetSummary {
+    fn new(t: &TargetVerdict) -> TargetSummary {
+        let mut timings = [f32::NAN; STAGES.len()];
+        for (stage, ms) in &t.timings_ms {
+            if let Some(i) = STAGES.iter().position(|s| s == stage) {
+                timings[i] = *ms as f32;
+            }
+        }
+        let tls = t
+            .tls
+            .as_ref()
+            .map(|tls| format!("{} {}", tls.version, tls.cipher));
+        let cert = t.certificate.as_ref();
+        let parts = [
+            t.host.as_str(),
+            tls.as_deref().unwrap_or(""),
+            cert.map_or("", |c| c.subject.as_str()),
+            cert.map_or("", |c| c.issuer.as_str()),
+            cert.map_or("", |c| c.not_after.as_str()),
+        ];
+        let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut cuts = [0; 4];
+        for (i, part) in parts.iter().enumerate() {
+            text.push_str(part);
+            if let Some(cut) = cuts.get_mut(i) {
+                *cut = u32::try_from(text.len()).unwrap_or(u32::MAX);
+            }
+        }
+        let failed = !t.succeeded();
+        let problem = (failed || !t.warnings.is_empty()).then(|| {
+            Box::new(TargetProblem {
+                code: t.code,
+                detail: if failed {
+                    t.detail.as_str().into()
+                } else {
+                    Box::default()
+                },
+                warnings: boxed_strs(&t.warnings),
+            })
+        });
+        TargetSummary {
+            address: t.address,
+            port: t.port,
+            stage: t.stage,
+            timings,
+            text: text.into_boxed_str(),
+            cuts,
+            tls: tls.is_some(),
+            certificate: cert.map(|c| {
+                let days = i32::try_from(c.days_left).unwrap_or(if c.days_left < 0 {
+                    i32::MIN
+                } else {
+                    i32::MAX
+                });
+                (days, c.earliest_expiry_unix)
+            }),
+            problem,
+        }
+    }
+
+    /// The `i`-th of the packed texts.
+    fn part(&self, i: usize) -> &str {
+        let end = |j: usize| {
+            self.cuts
+                .get(j)
+                .map_or(self.text.len(), |c| (*c as usize).min(self.text.len()))
+        };
+        let from = if i == 0 { 0 } else { end(i - 1) };
+        self.text.get(from..end(i)).unwrap_or("")
+    }
+
+    pub fn host(&self) -> &str {
+        self.part(0)
+    }
+
+    /// `address:port`, or `host:port` without an address.
+    pub fn endpoint(&self) -> String {
+        match self.address {
+            Some(a) => SocketAddr::new(a, self.port).to_string(),
+            None => format!("{}:{}", self.host(), self.port),
+        }
+    }
+
+    pub fn tls(&self) -> Option<&str> {
+        self.tls.then(|| self.part(1))
+    }
+
+    pub fn certificate(&self) -> Option<CertView<'_>> {
+        let (days_left, earliest_expiry_unix) = self.certificate?;
+        Some(CertView {
+            subject: self.part(2),
+            issuer: self.part(3),
+            not_after: self.part(4),
+            days_left,
+            earliest_expiry_unix,
+        })
+    }
+
+    /// The stages run and their milliseconds, in order.
+    pub fn timings(&self) -> impl Iterator<Item = (Stage, f32)> + '_ {
+        STAGES
+            .iter()
+            .zip(self.timings)
+            .filter(|(_, ms)| !ms.is_nan())
+            .map(|(s, ms)| (*s, ms))
+    }
+
+    pub fn code(&self) -> Option<&'static str> {
+        self.problem.as_ref().and_then(|p| p.code)
+    }
+
+    pub fn detail(&self) -> &str {
+        self.problem.as_ref().map_or("", |p| &p.detail)
+    }
+
+    pub fn warnings(&self) -> &[Box<str>] {
+        self.problem.as_ref().map_or(&[], |p| &p.warnings)
+    }
 }
 
-/// `{"stage": ms}`, as `probe --json` writes timings.
-fn timings_as_map<S: serde::Serializer>(t: &[(Stage, f32)], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(t.iter().map(|(stage, ms)| (stage, ms)))
+impl Serialize for TargetSummary {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Timings<'a>(&'a TargetSummary);
+        impl Serialize for Timings<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.timings())
+            }
+        }
+        #[derive(Serialize)]
+        struct Json<'a> {
+            host: &'a str,
+            address: Option<IpAddr>,
+            port: u16,
+            stage: Stage,
+            code: Option<&'static str>,
+            detail: &'a str,
+            timings_ms: Timings<'a>,
+            tls: Option<&'a str>,
+            certificate: Option<CertView<'a>>,
+            warnings: &'a [Box<str>],
+        }
+        Json {
+            host: self.host(),
+            address: self.address,
+            port: self.port,
+            stage: self.stage,
+            code: self.code(),
+            detail: self.detail(),
+            timings_ms: Timings(self),
+            tls: self.tls(),
+            certificate: self.certificate(),
+            warnings: self.warnings(),
+        }
+        .serialize(s)
+    }
 }
 
-/// A connector's latest verdict, compact.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A connector's latest verdict, compact: about 300 bytes for a healthy connector with one
+/// target.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Latest {
     pub status: Status,
-    pub code: Option<&'static str>,
-    pub title: Option<&'static str>,
-    pub eop_status: Option<Box<str>>,
-    pub ndr_line: Option<Box<str>>,
-    pub fix: Option<&'static str>,
     /// Whether EOP would be queueing the connector's mail (the NDR countdown runs).
     pub queued: bool,
-    pub started_at: Box<str>,
     pub duration_ms: f32,
-    pub warnings: Box<[Box<str>]>,
+    /// When the probe started, Unix milliseconds.
+    pub started_at_ms: i64,
+    /// Only while the connector is not ok.
+    pub problem: Option<Box<Problem>>,
     pub targets: Box<[TargetSummary]>,
-    /// The whole `probe --json` object, only while the connector is not ok.
-    #[serde(skip)]
-    pub verdict_json: Option<Box<str>>,
 }
 
 impl Latest {
     pub fn from_verdict(v: &ConnectorVerdict) -> Latest {
-        let targets = v.targets.iter().map(target_summary).collect();
+        let started_at_ms = time::OffsetDateTime::parse(
+            &v.started_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
+        let problem = (v.status != Status::Ok).then(|| {
+            Box::new(Problem {
+                code: v.code,
+                title: v.title,
+                fix: v.fix,
+                eop_status: v.eop_status.as_deref().map(Box::from),
+                ndr_line: v.ndr_line.as_deref().map(Box::from),
+                warnings: boxed_strs(&v.warnings),
+                verdict_json: serde_json::to_string(v).unwrap_or_default().into(),
+            })
+        });
         Latest {
             status: v.status,
-            code: v.code,
-            title: v.title,
-            eop_status: v.eop_status.as_deref().map(Box::from),
-            ndr_line: v.ndr_line.as_deref().map(Box::from),
-            fix: v.fix,
             queued: v.is_queueing(),
-            started_at: v.started_at.as_str().into(),
             duration_ms: v.duration_ms as f32,
-            warnings: boxed_strs(&v.warnings),
-            targets,
-            verdict_json: (v.status != Status::Ok)
-                .then(|| serde_json::to_string(v).ok().map(Box::from))
-                .flatten(),
+            started_at_ms,
+            problem,
+            targets: v.targets.iter().map(TargetSummary::new).collect(),
         }
+    }
+
+    pub fn code(&self) -> Option<&'static str> {
+        self.problem.as_ref().and_then(|p| p.code)
+    }
+
+    pub fn title(&self) -> Option<&'static str> {
+        self.problem.as_ref().and_then(|p| p.title)
+    }
+
+    pub fn fix(&self) -> Option<&'static str> {
+        self.problem.as_ref().and_then(|p| p.fix)
+    }
+
+    pub fn eop_status(&self) -> Option<&str> {
+        self.problem.as_ref().and_then(|p| p.eop_status.as_deref())
+    }
+
+    pub fn ndr_line(&self) -> Option<&str> {
+        self.problem.as_ref().and_then(|p| p.ndr_line.as_deref())
+    }
+
+    pub fn warnings(&self) -> &[Box<str>] {
+        self.problem.as_ref().map_or(&[], |p| &p.warnings)
+    }
+
+    pub fn verdict_json(&self) -> Option<&str> {
+        self.problem.as_ref().map(|p| &*p.verdict_json)
+    }
+
+    /// The probe's start, RFC 3339.
+    pub fn started_at(&self) -> String {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.started_at_ms) * 1_000_000)
+            .map(crate::daemon::events::rfc3339)
+            .unwrap_or_default()
     }
 
     /// The earliest certificate expiry of any target, Unix seconds.
     pub fn earliest_expiry(&self) -> Option<i64> {
         self.targets
             .iter()
-            .filter_map(|t| t.certificate.as_ref().map(|c| c.earliest_expiry_unix))
+            .filter_map(|t| t.certificate.map(|(_, at)| at))
             .min()
+    }
+}
+
+impl Serialize for Latest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            status: Status,
+            code: Option<&'static str>,
+            title: Option<&'static str>,
+            eop_status: Option<&'a str>,
+            fix: Option<&'static str>,
+            started_at: String,
+            duration_ms: f32,
+            targets: &'a [TargetSummary],
+        }
+        Json {
+            status: self.status,
+            code: self.code(),
+            title: self.title(),
+            eop_status: self.eop_status(),
+            fix: self.fix(),
+            started_at: self.started_at(),
+            duration_ms: self.duration_ms,
+            targets: &self.targets,
+        }
+        .serialize(s)
     }
 }
 
 fn boxed_strs(v: &[String]) -> Box<[Box<str>]> {
     v.iter().map(|s| Box::from(s.as_str())).collect()
-}
-
-fn target_summary(t: &crate::verdict::TargetVerdict) -> TargetSummary {
-    TargetSummary {
-        host: t.host.as_str().into(),
-        endpoint: t.endpoint().into(),
-        stage: t.stage,
-        code: t.code,
-        detail: if t.succeeded() {
-            Box::default()
-        } else {
-            t.detail.as_str().into()
-        },
-        timings_ms: t
-            .timings_ms
-            .iter()
-            .map(|(s, ms)| (*s, *ms as f32))
-            .collect(),
-        tls: t
-            .tls
-            .as_ref()
-            .map(|tls| format!("{} {}", tls.version, tls.cipher).into()),
-        certificate: t.certificate.as_ref().map(|c| {
-            Box::new(CertSummary {
-                subject: c.subject.as_str().into(),
-                issuer: c.issuer.as_str().into(),
-                not_after: c.not_after.as_str().into(),
-                days_left: c.days_left,
-                earliest_expiry_unix: c.earliest_expiry_unix,
-            })
-        }),
-        warnings: boxed_strs(&t.warnings),
-    }
 }
 
 /// Everything the page knows of one connector.
@@ -246,12 +468,12 @@ impl Board {
         let mut history = old.history.clone();
         let changed = history
             .last()
-            .is_none_or(|t| t.status != latest.status || t.code.as_deref() != latest.code);
+            .is_none_or(|t| t.status != latest.status || t.code.as_deref() != latest.code());
         if changed {
             history.push(Transition {
                 at: now,
                 status: latest.status,
-                code: latest.code.map(Box::from),
+                code: latest.code().map(Box::from),
             });
             self.dirty.store(true, Ordering::Release);
         }
@@ -428,6 +650,34 @@ mod tests {
         prune(&mut flapping, now);
         assert_eq!(flapping.len(), MAX_TRANSITIONS);
         assert_eq!(flapping.last().unwrap().at, now - 1, "the newest are kept");
+    }
+
+    #[test]
+    fn a_target_packed_gives_back_what_the_probe_saw() {
+        let mut t = TargetVerdict::new("mx.contoso.example", Some([192, 0, 2, 7].into()), 25);
+        t.stage = Stage::Done;
+        t.timings_ms.insert(Stage::Connect, 1.5);
+        t.timings_ms.insert(Stage::Tls, 4.0);
+        t.tls = Some(crate::verdict::TlsInfo {
+            version: "TLSv1_3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+        });
+        let packed = TargetSummary::new(&t);
+        assert_eq!(packed.host(), "mx.contoso.example");
+        assert_eq!(packed.endpoint(), "192.0.2.7:25");
+        assert_eq!(packed.tls(), Some("TLSv1_3 TLS13_AES_128_GCM_SHA256"));
+        assert_eq!(packed.certificate(), None);
+        assert_eq!(
+            packed.timings().collect::<Vec<_>>(),
+            [(Stage::Connect, 1.5), (Stage::Tls, 4.0)]
+        );
+        assert!(
+            packed.problem.is_none(),
+            "a healthy target carries no problem"
+        );
+        assert!(STAGES.windows(2).all(|w| w[0] < w[1]), "in pipeline order");
+        let json = serde_json::to_value(&packed).unwrap();
+        assert_eq!(json["timings_ms"]["tls"], 4.0, "{json}");
     }
 
     #[test]

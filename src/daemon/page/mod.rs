@@ -176,8 +176,7 @@ impl<'a> ApiConnector<'a> {
     fn new(name: &'a str, e: &'a Entry, cx: &Context) -> ApiConnector<'a> {
         let verdict = match &e.latest {
             Some(l) => match l
-                .verdict_json
-                .as_deref()
+                .verdict_json()
                 .and_then(|j| serde_json::from_str::<serde_json::Map<String, Value>>(j).ok())
             {
                 Some(mut whole) => {

@@ -153,7 +153,7 @@ fn row(h: &mut Html, name: &str, e: &Entry, cx: &Context) {
         .text(name)
         .raw("</a></td><td class=\"code\">");
     let latest = e.latest.as_ref();
-    let code = latest.and_then(|l| l.code).or_else(|| {
+    let code = latest.and_then(Latest::code).or_else(|| {
         e.latest
             .is_none()
             .then(|| e.history.last().and_then(|t| t.code.as_deref()))
@@ -165,7 +165,7 @@ fn row(h: &mut Html, name: &str, e: &Entry, cx: &Context) {
     h.raw("</td><td class=\"line\">");
     match latest {
         Some(l) => {
-            if let Some(line) = &l.eop_status {
+            if let Some(line) = l.eop_status() {
                 h.text(line);
             }
         }
@@ -280,19 +280,19 @@ pub fn connector(name: &str, e: &Entry, cx: &Context) -> String {
             h.raw("<dt>Latest probe</dt><dd>not probed since the daemon started; the status shown is the last one remembered</dd>");
         }
         Some(l) => {
-            if let Some(code) = l.code {
+            if let Some(code) = l.code() {
                 h.raw("<dt>Code</dt><dd class=\"mono\">").text(code);
-                if let Some(title) = l.title {
+                if let Some(title) = l.title() {
                     h.raw(" · ").text(title);
                 }
                 h.raw("</dd>");
             }
-            if let Some(line) = &l.eop_status {
+            if let Some(line) = l.eop_status() {
                 h.raw("<dt>Queue line</dt><dd class=\"mono\">")
                     .text(line)
                     .raw("</dd>");
             }
-            if let Some(line) = &l.ndr_line {
+            if let Some(line) = l.ndr_line() {
                 h.raw("<dt>NDR line</dt><dd class=\"mono\">")
                     .text(line)
                     .raw("</dd>");
@@ -311,7 +311,7 @@ pub fn connector(name: &str, e: &Entry, cx: &Context) -> String {
     last_probe(&mut h, e, cx);
     if let Some(l) = l {
         h.raw(" <span class=\"dim\">(started ")
-            .text(&l.started_at)
+            .text(l.started_at())
             .raw(")</span>");
     }
     h.raw("</dd>");
@@ -321,14 +321,14 @@ pub fn connector(name: &str, e: &Entry, cx: &Context) -> String {
         h.raw("</dd>");
     }
     h.raw("</dl>");
-    if let Some(fix) = l.and_then(|l| l.fix) {
+    if let Some(fix) = l.and_then(Latest::fix) {
         h.raw("<div class=\"fix\"><b>What to fix:</b> ")
             .text(fix)
             .raw("</div>");
     }
-    if let Some(l) = l.filter(|l| !l.warnings.is_empty()) {
+    if let Some(l) = l.filter(|l| !l.warnings().is_empty()) {
         h.raw("<h2>Warnings</h2><ul class=\"t\">");
-        for w in &l.warnings {
+        for w in l.warnings() {
             h.raw("<li>").text(w).raw("</li>");
         }
         h.raw("</ul>");
@@ -348,40 +348,40 @@ fn targets(h: &mut Html, l: &Latest) {
     h.raw("<h2>Targets</h2><table><thead><tr><th>Target</th><th>Stage reached</th><th>Code</th><th>Timings</th><th>TLS</th><th>Certificate</th></tr></thead><tbody>");
     for t in &l.targets {
         h.raw("<tr><td><span class=\"mono\">")
-            .text(&t.endpoint)
+            .text(t.endpoint())
             .raw("</span><br><span class=\"dim\">")
-            .text(&t.host)
+            .text(t.host())
             .raw("</span></td><td>")
             .text(t.stage)
             .raw("</td><td class=\"code\">");
-        if let Some(code) = t.code {
+        if let Some(code) = t.code() {
             h.text(code);
         }
-        if !t.detail.is_empty() {
-            h.raw("<div class=\"mono\">").text(&t.detail).raw("</div>");
+        if !t.detail().is_empty() {
+            h.raw("<div class=\"mono\">").text(t.detail()).raw("</div>");
         }
-        for w in &t.warnings {
+        for w in t.warnings() {
             h.raw("<div class=\"soon\">").text(w).raw("</div>");
         }
         h.raw("</td><td class=\"num\">");
-        for (stage, ms) in &t.timings_ms {
+        for (stage, ms) in t.timings() {
             h.text(stage)
                 .raw(" ")
-                .text(millis(f64::from(*ms)))
+                .text(millis(f64::from(ms)))
                 .raw("<br>");
         }
         h.raw("</td><td class=\"mono\">");
-        if let Some(tls) = &t.tls {
+        if let Some(tls) = t.tls() {
             h.text(tls);
         }
         h.raw("</td><td>");
-        if let Some(c) = &t.certificate {
+        if let Some(c) = t.certificate() {
             h.raw("<dl><dt>Subject</dt><dd class=\"mono cert-subject\">")
-                .text(&c.subject)
+                .text(c.subject)
                 .raw("</dd><dt>Issuer</dt><dd class=\"mono\">")
-                .text(&c.issuer)
+                .text(c.issuer)
                 .raw("</dd><dt>Not after</dt><dd>")
-                .text(&c.not_after)
+                .text(c.not_after)
                 .raw(" (")
                 .text(c.days_left)
                 .raw(" days)</dd></dl>");
