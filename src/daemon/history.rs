@@ -88,35 +88,40 @@ pub struct TargetSummary {
     pub port: u16,
     /// The last stage reached.
     pub stage: Stage,
-    /// Milliseconds per stage, in the order of [`STAGES`]; NaN for a stage not run.
-    timings: [f32; STAGES.len()],
-    /// The host, the TLS version and cipher, the certificate's subject, issuer and
-    /// `not_after`, one after the other; `cuts` are where each but the last ends.
+    /// Milliseconds per stage, in the order of [`STAGES`], as bfloat16 (the upper half of
+    /// an `f32`: three significant digits, the whole range, half the size); NaN for a stage
+    /// not run.
+    timings: [u16; STAGES.len()],
+    /// The host, the TLS version and cipher, the certificate's subject and issuer, one after
+    /// the other; `cuts` are where each but the last ends.
     text: Box<str>,
-    cuts: [u32; 4],
+    cuts: [u32; 3],
     tls: bool,
-    /// `days_left` and the earliest expiry of the chain (Unix seconds), with a certificate.
-    certificate: Option<(i32, i64)>,
+    /// The leaf's `not_after` and the earliest expiry of the chain (Unix seconds), with a
+    /// certificate.
+    certificate: Option<(i64, i64)>,
     pub problem: Option<Box<TargetProblem>>,
 }
 
 /// A certificate, as the page shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertView<'a> {
     pub subject: &'a str,
     pub issuer: &'a str,
-    pub not_after: &'a str,
-    pub days_left: i32,
+    /// RFC 3339.
+    pub not_after: String,
+    /// Whole days from now to `not_after`; negative once expired.
+    pub days_left: i64,
     #[serde(skip)]
     pub earliest_expiry_unix: i64,
 }
 
 impl TargetSummary {
     fn new(t: &TargetVerdict) -> TargetSummary {
-        let mut timings = [f32::NAN; STAGES.len()];
+        let mut timings = [bf16(f32::NAN); STAGES.len()];
         for (stage, ms) in &t.timings_ms {
             if let Some(i) = STAGES.iter().position(|s| s == stage) {
-                timings[i] = *ms as f32;
+                timings[i] = bf16(*ms as f32);
             }
         }
         let tls = t
@@ -129,10 +134,9 @@ impl TargetSummary {
             tls.as_deref().unwrap_or(""),
             cert.map_or("", |c| c.subject.as_str()),
             cert.map_or("", |c| c.issuer.as_str()),
-            cert.map_or("", |c| c.not_after.as_str()),
         ];
         let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-        let mut cuts = [0; 4];
+        let mut cuts = [0; 3];
         for (i, part) in parts.iter().enumerate() {
             text.push_str(part);
             if let Some(cut) = cuts.get_mut(i) {
@@ -159,14 +163,7 @@ impl TargetSummary {
             text: text.into_boxed_str(),
             cuts,
             tls: tls.is_some(),
-            certificate: cert.map(|c| {
-                let days = i32::try_from(c.days_left).unwrap_or(if c.days_left < 0 {
-                    i32::MIN
-                } else {
-                    i32::MAX
-                });
-                (days, c.earliest_expiry_unix)
-            }),
+            certificate: cert.map(|c| (c.not_after_unix, c.earliest_expiry_unix)),
             problem,
         }
     }
@@ -199,12 +196,13 @@ impl TargetSummary {
     }
 
     pub fn certificate(&self) -> Option<CertView<'_>> {
-        let (days_left, earliest_expiry_unix) = self.certificate?;
+        let (not_after_unix, earliest_expiry_unix) = self.certificate?;
         Some(CertView {
             subject: self.part(2),
             issuer: self.part(3),
-            not_after: self.part(4),
-            days_left,
+            not_after: rfc3339(not_after_unix),
+            days_left: (not_after_unix - time::OffsetDateTime::now_utc().unix_timestamp())
+                .div_euclid(86_400),
             earliest_expiry_unix,
         })
     }
@@ -214,8 +212,8 @@ impl TargetSummary {
         STAGES
             .iter()
             .zip(self.timings)
+            .map(|(s, ms)| (*s, f32::from_bits(u32::from(ms) << 16)))
             .filter(|(_, ms)| !ms.is_nan())
-            .map(|(s, ms)| (*s, ms))
     }
 
     pub fn code(&self) -> Option<&'static str> {
@@ -350,7 +348,7 @@ impl Latest {
     pub fn earliest_expiry(&self) -> Option<i64> {
         self.targets
             .iter()
-            .filter_map(|t| t.certificate.map(|(_, at)| at))
+            .filter_map(|t| t.certificate.map(|(_, earliest)| earliest))
             .min()
     }
 }
@@ -380,6 +378,22 @@ impl Serialize for Latest {
         }
         .serialize(s)
     }
+}
+
+/// `ms` as bfloat16, rounded to the nearest.
+fn bf16(ms: f32) -> u16 {
+    if ms.is_nan() {
+        return 0x7fc0;
+    }
+    let bits = ms.to_bits();
+    let rounded = bits.saturating_add(0x7fff + ((bits >> 16) & 1));
+    (rounded >> 16) as u16
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(crate::daemon::events::rfc3339)
+        .unwrap_or_default()
 }
 
 fn boxed_strs(v: &[String]) -> Box<[Box<str>]> {
@@ -671,6 +685,10 @@ mod tests {
             packed.timings().collect::<Vec<_>>(),
             [(Stage::Connect, 1.5), (Stage::Tls, 4.0)]
         );
+        let ms = |x: f32| f32::from_bits(u32::from(bf16(x)) << 16);
+        for x in [0.37_f32, 12.34, 987.6, 29_999.0] {
+            assert!((ms(x) - x).abs() / x < 0.004, "{x} kept as {}", ms(x));
+        }
         assert!(
             packed.problem.is_none(),
             "a healthy target carries no problem"

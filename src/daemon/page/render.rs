@@ -381,7 +381,7 @@ fn targets(h: &mut Html, l: &Latest) {
                 .raw("</dd><dt>Issuer</dt><dd class=\"mono\">")
                 .text(c.issuer)
                 .raw("</dd><dt>Not after</dt><dd>")
-                .text(c.not_after)
+                .text(&c.not_after)
                 .raw(" (")
                 .text(c.days_left)
                 .raw(" days)</dd></dl>");
