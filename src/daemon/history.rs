@@ -81,7 +81,8 @@ pub const STAGES: [Stage; 10] = [
     Stage::Done,
 ];
 
-/// One target of the latest probe, packed: the texts in one allocation, the timings inline.
+/// One target of the latest probe, packed: its own texts in one allocation, the texts many
+/// targets share (a TLS suite, a CA's name) stored once, the timings inline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetSummary {
     pub address: Option<IpAddr>,
@@ -92,15 +93,42 @@ pub struct TargetSummary {
     /// an `f32`: three significant digits, the whole range, half the size); NaN for a stage
     /// not run.
     timings: [u16; STAGES.len()],
-    /// The host, the TLS version and cipher, the certificate's subject and issuer, one after
-    /// the other; `cuts` are where each but the last ends.
+    /// The host, then the certificate's subject; `cut` is where the host ends.
     text: Box<str>,
-    cuts: [u32; 3],
-    tls: bool,
-    /// The leaf's `not_after` and the earliest expiry of the chain (Unix seconds), with a
-    /// certificate.
-    certificate: Option<(i64, i64)>,
+    cut: u32,
+    /// Protocol version and cipher suite.
+    tls: Option<Arc<str>>,
+    certificate: Option<CertFacts>,
     pub problem: Option<Box<TargetProblem>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CertFacts {
+    issuer: Arc<str>,
+    /// The leaf's, Unix seconds.
+    not_after: i64,
+    /// The earliest `not_after` of the chain, Unix seconds.
+    earliest_expiry: i64,
+}
+
+/// The most distinct texts [`shared`] keeps.
+const SHARED_MAX: usize = 4096;
+
+/// `text`, stored once for every target that has it. Past [`SHARED_MAX`] distinct texts a
+/// new one is kept unshared, so servers that all present a different issuer cannot grow
+/// the table without bound (at most a few hundred KiB).
+fn shared(text: &str) -> Arc<str> {
+    static TABLE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<Arc<str>>>> =
+        std::sync::OnceLock::new();
+    let mut table = lock(TABLE.get_or_init(Default::default));
+    if let Some(known) = table.get(text) {
+        return known.clone();
+    }
+    let new: Arc<str> = Arc::from(text);
+    if table.len() < SHARED_MAX {
+        table.insert(new.clone());
+    }
+    new
 }
 
 /// A certificate, as the page shows it.
@@ -124,25 +152,9 @@ impl TargetSummary {
                 timings[i] = bf16(*ms as f32);
             }
         }
-        let tls = t
-            .tls
-            .as_ref()
-            .map(|tls| format!("{} {}", tls.version, tls.cipher));
         let cert = t.certificate.as_ref();
-        let parts = [
-            t.host.as_str(),
-            tls.as_deref().unwrap_or(""),
-            cert.map_or("", |c| c.subject.as_str()),
-            cert.map_or("", |c| c.issuer.as_str()),
-        ];
-        let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-        let mut cuts = [0; 3];
-        for (i, part) in parts.iter().enumerate() {
-            text.push_str(part);
-            if let Some(cut) = cuts.get_mut(i) {
-                *cut = u32::try_from(text.len()).unwrap_or(u32::MAX);
-            }
-        }
+        let subject = cert.map_or("", |c| c.subject.as_str());
+        let text = [t.host.as_str(), subject].concat();
         let failed = !t.succeeded();
         let problem = (failed || !t.warnings.is_empty()).then(|| {
             Box::new(TargetProblem {
@@ -161,26 +173,26 @@ impl TargetSummary {
             stage: t.stage,
             timings,
             text: text.into_boxed_str(),
-            cuts,
-            tls: tls.is_some(),
-            certificate: cert.map(|c| (c.not_after_unix, c.earliest_expiry_unix)),
+            cut: u32::try_from(t.host.len()).unwrap_or(u32::MAX),
+            tls: t
+                .tls
+                .as_ref()
+                .map(|tls| shared(&format!("{} {}", tls.version, tls.cipher))),
+            certificate: cert.map(|c| CertFacts {
+                issuer: shared(&c.issuer),
+                not_after: c.not_after_unix,
+                earliest_expiry: c.earliest_expiry_unix,
+            }),
             problem,
         }
     }
 
-    /// The `i`-th of the packed texts.
-    fn part(&self, i: usize) -> &str {
-        let end = |j: usize| {
-            self.cuts
-                .get(j)
-                .map_or(self.text.len(), |c| (*c as usize).min(self.text.len()))
-        };
-        let from = if i == 0 { 0 } else { end(i - 1) };
-        self.text.get(from..end(i)).unwrap_or("")
+    pub fn host(&self) -> &str {
+        self.text.get(..self.cut as usize).unwrap_or("")
     }
 
-    pub fn host(&self) -> &str {
-        self.part(0)
+    fn subject(&self) -> &str {
+        self.text.get(self.cut as usize..).unwrap_or("")
     }
 
     /// `address:port`, or `host:port` without an address.
@@ -192,18 +204,18 @@ impl TargetSummary {
     }
 
     pub fn tls(&self) -> Option<&str> {
-        self.tls.then(|| self.part(1))
+        self.tls.as_deref()
     }
 
     pub fn certificate(&self) -> Option<CertView<'_>> {
-        let (not_after_unix, earliest_expiry_unix) = self.certificate?;
+        let c = self.certificate.as_ref()?;
         Some(CertView {
-            subject: self.part(2),
-            issuer: self.part(3),
-            not_after: rfc3339(not_after_unix),
-            days_left: (not_after_unix - time::OffsetDateTime::now_utc().unix_timestamp())
+            subject: self.subject(),
+            issuer: &c.issuer,
+            not_after: rfc3339(c.not_after),
+            days_left: (c.not_after - time::OffsetDateTime::now_utc().unix_timestamp())
                 .div_euclid(86_400),
-            earliest_expiry_unix,
+            earliest_expiry_unix: c.earliest_expiry,
         })
     }
 
@@ -348,7 +360,7 @@ impl Latest {
     pub fn earliest_expiry(&self) -> Option<i64> {
         self.targets
             .iter()
-            .filter_map(|t| t.certificate.map(|(_, earliest)| earliest))
+            .filter_map(|t| t.certificate.as_ref().map(|c| c.earliest_expiry))
             .min()
     }
 }
@@ -694,6 +706,11 @@ mod tests {
             "a healthy target carries no problem"
         );
         assert!(STAGES.windows(2).all(|w| w[0] < w[1]), "in pipeline order");
+        let again = TargetSummary::new(&t);
+        assert!(
+            Arc::ptr_eq(packed.tls.as_ref().unwrap(), again.tls.as_ref().unwrap()),
+            "one TLS suite, stored once"
+        );
         let json = serde_json::to_value(&packed).unwrap();
         assert_eq!(json["timings_ms"]["tls"], 4.0, "{json}");
     }
