@@ -16,6 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -278,8 +279,8 @@ impl Serialize for TargetSummary {
     }
 }
 
-/// A connector's latest verdict, compact: about 300 bytes for a healthy connector with one
-/// target.
+/// A connector's latest verdict, compact: with its entry, about 600 bytes for a healthy
+/// connector (`benches/page.rs` measures it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Latest {
     pub status: Status,
@@ -440,6 +441,8 @@ impl Entry {
 pub struct Board {
     entries: std::sync::Mutex<BTreeMap<Box<str>, Arc<Entry>>>,
     dirty: AtomicBool,
+    /// When the history file was last written.
+    written: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Board {
@@ -458,6 +461,7 @@ impl Board {
         Board {
             entries: std::sync::Mutex::new(entries),
             dirty: AtomicBool::new(false),
+            written: Default::default(),
         }
     }
 
@@ -525,12 +529,20 @@ impl Board {
         lock(&self.entries).get(name).cloned()
     }
 
-    /// Writes the history file if a transition happened since the last write. A failed
-    /// write is retried at the next call.
-    pub async fn flush(&self, path: &Path) -> io::Result<()> {
-        if !self.dirty.swap(false, Ordering::AcqRel) {
+    /// Writes the history file if a transition happened since the last write, and that
+    /// write is at least `at_most_every` old. A failed write is retried at the next call.
+    pub async fn flush(&self, path: &Path, at_most_every: Duration) -> io::Result<()> {
+        if !self.dirty.load(Ordering::Acquire) {
             return Ok(());
         }
+        {
+            let mut written = lock(&self.written);
+            if written.is_some_and(|t| t.elapsed() < at_most_every) {
+                return Ok(());
+            }
+            *written = Some(std::time::Instant::now());
+        }
+        self.dirty.store(false, Ordering::Release);
         let snapshot = self.snapshot();
         let path = path.to_owned();
         let saved = tokio::task::spawn_blocking(move || save(&path, &snapshot))
@@ -543,14 +555,26 @@ impl Board {
     }
 }
 
-/// Writes the history beside the running configuration's state file, if it has one; says
-/// once per distinct error that it cannot.
-pub(super) async fn flush(shared: &super::Shared, last_error: &mut Option<String>) {
+/// How often the history file is written at most while the daemon runs. Every connector has
+/// a transition, so the file grows with the fleet (about 7 MB for 100,000), and a fleet's
+/// first probes change them all within one interval; what the last seconds before a crash
+/// lose is a sliver of the timeline. A stop writes it at once.
+const WRITE_EVERY: Duration = Duration::from_secs(10);
+
+/// Writes the history beside the running configuration's state file, if it has one (at
+/// most every [`WRITE_EVERY`], or now when `stopping`); says once per distinct error that it
+/// cannot.
+pub(super) async fn flush(shared: &super::Shared, last_error: &mut Option<String>, stopping: bool) {
     let Some(state_file) = super::health::read(&shared.runtime).state_file.clone() else {
         return;
     };
     let path = path_for(&state_file);
-    match shared.board.flush(&path).await {
+    let every = if stopping {
+        Duration::ZERO
+    } else {
+        WRITE_EVERY
+    };
+    match shared.board.flush(&path, every).await {
         Ok(()) => *last_error = None,
         Err(e) => {
             let text = e.to_string();

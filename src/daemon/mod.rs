@@ -297,7 +297,7 @@ pub async fn run(path: &Path) -> ExitCode {
             _ = int.recv() => break,
             _ = flush_tick.tick() => {
                 shared.flush(&mut save_error).await;
-                history::flush(&shared, &mut history_error).await;
+                history::flush(&shared, &mut history_error, false).await;
             }
             _ = tick.tick() => {
                 shared.heartbeat.beat();
@@ -323,7 +323,7 @@ pub async fn run(path: &Path) -> ExitCode {
         task.abort();
     }
     shared.flush(&mut save_error).await;
-    history::flush(&shared, &mut history_error).await;
+    history::flush(&shared, &mut history_error, true).await;
     tracing::info!(
         event = "daemon_stopped",
         abandoned_probes = abandoned,
