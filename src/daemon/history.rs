@@ -556,7 +556,7 @@ impl Board {
 }
 
 /// How often the history file is written at most while the daemon runs. Every connector has
-/// a transition, so the file grows with the fleet (about 7 MB for 100,000), and a fleet's
+/// a transition, so the file grows with the fleet (about 5 MB for 100,000), and a fleet's
 /// first probes change them all within one interval; what the last seconds before a crash
 /// lose is a sliver of the timeline. A stop writes it at once.
 const WRITE_EVERY: Duration = Duration::from_secs(10);
