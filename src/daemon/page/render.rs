@@ -266,7 +266,7 @@ fn last_probe(h: &mut Html, e: &Entry, cx: &Context) {
     }
 }
 
-/// One connector's view; `None` for a connector the board does not have.
+/// One connector's view.
 pub fn connector(name: &str, e: &Entry, cx: &Context) -> String {
     let mut h = Html::with_capacity(8 * 1024);
     head(&mut h, &format!("{name} · connector-probe"), true);
