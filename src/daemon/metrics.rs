@@ -473,8 +473,9 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Serves `/metrics` and `/healthz` until the task is aborted. Each connection is bounded in
-/// time, so a slow or hostile scraper cannot hold resources.
+/// Serves `/metrics`, `/healthz` and the status page ([`super::page`]) until the task is
+/// aborted. Each connection is bounded in time, so a slow or hostile scraper cannot hold
+/// resources.
 pub async fn serve(listener: TcpListener, shared: std::sync::Arc<super::Shared>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -484,8 +485,18 @@ pub async fn serve(listener: TcpListener, shared: std::sync::Arc<super::Shared>)
         let shared = shared.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let response = respond(&req, &shared.metrics, &shared.heartbeat, &shared.faults);
-                async move { Ok::<_, Infallible>(response) }
+                let shared = shared.clone();
+                async move {
+                    if let Some(page) = super::page::route(&req) {
+                        return Ok::<_, Infallible>(super::page::serve(page, &shared).await);
+                    }
+                    Ok(respond(
+                        &req,
+                        &shared.metrics,
+                        &shared.heartbeat,
+                        &shared.faults,
+                    ))
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

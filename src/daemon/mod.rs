@@ -4,6 +4,8 @@
 //! * [`state`]: status, code, `failing_since` per connector, persisted atomically.
 //! * [`events`]: the alert events of `interface.md`, once per transition, as JSON lines.
 //! * [`metrics`]: Prometheus `/metrics` and `/healthz`.
+//! * [`page`]: the status page on the same listener, drawn from [`history`]: each connector's
+//!   latest verdict, compact, and its transitions of the last 24 hours.
 //! * [`vantage`]: the `vantage` field on every JSON log line.
 //! * [`health`]: what makes `/healthz` fail besides a stuck loop; locks that a panic cannot
 //!   poison.
@@ -14,7 +16,9 @@
 
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod metrics;
+pub mod page;
 pub mod scheduler;
 pub mod state;
 pub mod vantage;
@@ -78,6 +82,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub heartbeat: Heartbeat,
     pub faults: Faults,
+    /// What the status page shows.
+    pub board: history::Board,
     states: Mutex<States>,
     dirty: AtomicBool,
     runtime: RwLock<Runtime>,
@@ -108,6 +114,13 @@ impl Shared {
         self.dirty.store(true, Ordering::Release);
         self.faults.recovered(&connector.name);
         self.metrics.record(&verdict, &snapshot);
+        let unix = |t: OffsetDateTime| t.unix_timestamp();
+        self.board.record(
+            &verdict,
+            snapshot.failing_since.map(unix),
+            snapshot.last_probe.map(unix),
+            now.unix_timestamp(),
+        );
         events::emit_probe_result(&verdict);
         for e in &raised {
             events::emit(&connector.name, e);
@@ -192,7 +205,7 @@ async fn bind_metrics(
         .await
         .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
-    tracing::info!(event = "metrics_listening", address = %bound, "serving /metrics and /healthz on http://{bound}");
+    tracing::info!(event = "metrics_listening", address = %bound, "serving the status page, /metrics and /healthz on http://{bound}/");
     let task = tokio::spawn(metrics::serve(listener, shared.clone()));
     Ok(Some((addr, task)))
 }
@@ -228,6 +241,7 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
         ),
         heartbeat: Heartbeat::default(),
         faults: Faults::default(),
+        board: history::start(config.daemon.state_file.as_deref(), names(&config)),
         states: Mutex::new(states),
         dirty: AtomicBool::new(false),
         runtime: RwLock::new(Runtime::new(&config)),
@@ -281,6 +295,7 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     let mut tick = tokio::time::interval(tick_every);
     let mut flush_tick = tokio::time::interval(FLUSH_EVERY);
     let mut save_error = None;
+    let mut history_error = None;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -290,7 +305,10 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = flush_tick.tick() => shared.flush(&mut save_error).await,
+            _ = flush_tick.tick() => {
+                shared.flush(&mut save_error).await;
+                history::flush(&shared, &mut history_error, false).await;
+            }
             _ = tick.tick() => {
                 shared.heartbeat.beat();
                 if watchdog.is_some() {
@@ -315,6 +333,7 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
         task.abort();
     }
     shared.flush(&mut save_error).await;
+    history::flush(&shared, &mut history_error, true).await;
     tracing::info!(
         event = "daemon_stopped",
         abandoned_probes = abandoned,
@@ -395,6 +414,7 @@ async fn reload(
             }
             let (changes, removed) = scheduler.apply(&new.connectors);
             lock(&shared.states).retain(&names(&new));
+            shared.board.configure(names(&new));
             for name in &removed {
                 shared.metrics.forget(name);
                 shared.faults.forget(name);

@@ -18,6 +18,7 @@
 //! * `import`: `import exchange` on PowerShell exports.
 //! * `shards`: `check-config --shard`, the shard from a pod's ordinal, a sharded daemon's
 //!   connectors, metric labels and event lines.
+//! * `page`: the status page in headless Chromium, its JSON API and its history (issue 16).
 //! * `peers`: real third-party peers (Postfix, smtp-sink, dnsmasq, iptables) against the binary.
 
 mod classification;
@@ -31,6 +32,7 @@ mod hostile;
 mod import;
 mod invariants;
 mod memory;
+mod page;
 mod peers;
 mod properties;
 mod resolution;
