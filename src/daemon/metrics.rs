@@ -6,7 +6,7 @@
 //! connector-level view is under `connector_probe_*`. Series of removed connectors and of
 //! targets that no longer exist are deleted, not left stale.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -73,6 +73,11 @@ struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
 /// The label sets a connector currently has, so stale ones can be removed.
 #[derive(Default)]
 struct Series {
@@ -106,6 +111,9 @@ pub struct Metrics {
     probes: Family<StatusLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     connectors: Gauge,
+    state_writes: Family<KindLabels, Counter>,
+    state_bytes: Counter,
+    longest_tick_gap: FGauge,
     series: Mutex<HashMap<String, Series>>,
 }
 
@@ -138,6 +146,9 @@ impl Metrics {
             probes: Family::default(),
             reloads: Family::default(),
             connectors: Gauge::default(),
+            state_writes: Family::default(),
+            state_bytes: Counter::default(),
+            longest_tick_gap: FGauge::default(),
             series: Mutex::default(),
             registry: Registry::default(),
         };
@@ -216,15 +227,43 @@ impl Metrics {
             "Connectors in the running configuration",
             m.connectors.clone(),
         );
+        registry.register(
+            "connector_probe_state_writes",
+            "Writes of the state files, each with one fsync: journal appends and compactions",
+            m.state_writes.clone(),
+        );
+        registry.register(
+            "connector_probe_state_written_bytes",
+            "Bytes written to the state files (journal and snapshot)",
+            m.state_bytes.clone(),
+        );
+        registry.register(
+            "connector_probe_main_loop_longest_tick_gap_seconds",
+            "The longest time between two ticks of the main loop (due every second at most), which stamp /healthz and ping the watchdog",
+            m.longest_tick_gap.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     /// The exposition in the OpenMetrics text format (what Prometheus asks for).
+    ///
+    /// At 100,000 connectors this is millions of lines and seconds of work, with each
+    /// family's lock held while it is written: on a daemon's worker thread it runs as
+    /// blocking work (`block_in_place`), so the worker's other tasks move to another thread
+    /// instead of waiting behind it.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String");
-        out
+        let encode = || {
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, &self.registry)
+                .expect("writing to a String");
+            out
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(encode)
+            }
+            _ => encode(),
+        }
     }
 
     /// The exposition in the classic Prometheus text format (0.0.4), for scrapers and tools
@@ -235,6 +274,28 @@ impl Metrics {
 
     pub fn set_connectors(&self, n: usize) {
         self.connectors.set(n as i64);
+    }
+
+    /// The main loop ticked, `gap` after its previous tick.
+    pub fn ticked(&self, gap: Duration) {
+        let gap = gap.as_secs_f64();
+        if gap > self.longest_tick_gap.get() {
+            self.longest_tick_gap.set(gap);
+        }
+    }
+
+    /// A flush of the state files ended.
+    pub fn state_written(&self, flushed: super::state::Flushed) {
+        use super::state::Flushed;
+        let (kind, bytes) = match flushed {
+            Flushed::Nothing => return,
+            Flushed::Appended { bytes, .. } => ("append", bytes),
+            Flushed::Compacted { bytes } => ("compaction", bytes),
+        };
+        self.state_writes
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+        self.state_bytes.inc_by(bytes);
     }
 
     pub fn reloaded(&self, ok: bool) {
@@ -284,9 +345,7 @@ impl Metrics {
                         .get_or_create(&tl)
                         .set(cert.earliest_expiry_unix as f64);
                 }
-                None => {
-                    self.ssl_expiry.remove(&tl);
-                }
+                None => remove(&self.ssl_expiry, &tl),
             }
             for (stage, ms) in &t.timings_ms {
                 let sl = StageLabels {
@@ -337,9 +396,7 @@ impl Metrics {
             Some(since) => {
                 self.failing_since.get_or_create(&c).set(unix(since));
             }
-            None => {
-                self.failing_since.remove(&c);
-            }
+            None => remove(&self.failing_since, &c),
         }
         if let Some(t) = state.last_success {
             self.last_success.get_or_create(&c).set(unix(t));
@@ -354,30 +411,39 @@ impl Metrics {
             })
             .inc();
 
-        let mut series = super::health::lock(&self.series);
-        if let Some(before) = series.insert(name, now) {
-            let after = &series[&v.connector];
-            self.remove_stale(&before, after);
+        // The shared map is held only to swap this connector's entry; the diff runs outside
+        // it, so one large connector does not hold up every other connector's probe. A
+        // connector's probes never overlap, so nobody else writes its entry meanwhile.
+        let before = super::health::lock(&self.series).remove(&name);
+        if let Some(before) = before {
+            self.remove_stale(&before, &now);
         }
+        super::health::lock(&self.series).insert(name, now);
     }
 
+    /// Deletes the series `before` had and `after` does not: linear in their sizes (a set
+    /// of `after`'s labels, not a scan of it per label, which froze a connector with many
+    /// targets for seconds).
     fn remove_stale(&self, before: &Series, after: &Series) {
-        for t in before.targets.iter().filter(|t| !after.targets.contains(t)) {
+        fn gone<'a, T: Eq + std::hash::Hash>(
+            before: &'a [T],
+            after: &[T],
+        ) -> impl Iterator<Item = &'a T> {
+            let kept: HashSet<&T> = after.iter().collect();
+            before.iter().filter(move |x| !kept.contains(x))
+        }
+        for t in gone(&before.targets, &after.targets) {
             self.probe_success.remove(t);
             self.probe_duration.remove(t);
             self.ssl_expiry.remove(t);
         }
-        for s in before.stages.iter().filter(|s| !after.stages.contains(s)) {
+        for s in gone(&before.stages, &after.stages) {
             self.stage_duration.remove(s);
         }
-        for c in before
-            .target_codes
-            .iter()
-            .filter(|c| !after.target_codes.contains(c))
-        {
+        for c in gone(&before.target_codes, &after.target_codes) {
             self.target_code.remove(c);
         }
-        for c in before.codes.iter().filter(|c| !after.codes.contains(c)) {
+        for c in gone(&before.codes, &after.codes) {
             self.connector_code.remove(c);
         }
     }
@@ -408,6 +474,19 @@ impl Metrics {
             self.connector_status.remove(&sl);
             self.probes.remove(&sl);
         }
+    }
+}
+
+/// Removes a series if it exists. A removal takes the family's write lock, which waits for
+/// a scrape that is writing the family out; most probes have nothing to remove (a healthy
+/// connector has no `failing_since`), and a look takes only the read lock.
+fn remove<S, M, C>(family: &Family<S, M, C>, labels: &S)
+where
+    S: Clone + std::hash::Hash + Eq,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+{
+    if family.get(labels).is_some() {
+        family.remove(labels);
     }
 }
 

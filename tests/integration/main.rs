@@ -13,6 +13,8 @@
 //! * `hardening`: closed pipes and stdout, a second SIGTERM, forged state dates and certificate
 //!   text, duplicate keys and planted links in an import, a full disk (issue 13).
 //! * `import`: `import exchange` on PowerShell exports.
+//! * `scale`: the state journal, a large configuration in the daemon, `probe --all` streaming
+//!   (issue 14).
 //! * `peers`: real third-party peers (Postfix, smtp-sink, dnsmasq, iptables) against the binary.
 
 mod classification;
@@ -27,4 +29,5 @@ mod memory;
 mod peers;
 mod properties;
 mod resolution;
+mod scale;
 mod util;
