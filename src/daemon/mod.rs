@@ -446,10 +446,12 @@ async fn reload(
                 }
             }
             {
+                // Built before the lock is taken: the probes read the runtime at every start.
+                let fresh = Runtime::new(&new);
                 let mut rt = write(&shared.runtime);
                 let concurrency = rt.concurrency;
                 let limits = rt.limits.clone();
-                *rt = Runtime::new(&new);
+                *rt = fresh;
                 if concurrency == new.daemon.concurrency {
                     // Keep the pools, so probes in flight still count against the limit.
                     rt.limits = limits;
