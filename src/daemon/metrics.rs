@@ -10,13 +10,16 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -24,48 +27,65 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use super::state::ConnectorState;
-use crate::verdict::{ConnectorVerdict, Stage, Status};
+use crate::verdict::{ConnectorVerdict, Status};
 
 type FGauge = Gauge<f64, AtomicU64>;
 
+/// A label value shared by every series that carries it: at 100,000 connectors there are
+/// millions of series, and a `String` per label of each was most of the daemon's memory.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Text(Arc<str>);
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text(Arc::from(s))
+    }
+}
+
+impl EncodeLabelValue for Text {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&self.0)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectorLabels {
-    connector: String,
+    connector: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabels {
-    connector: String,
-    host: String,
-    target: String,
+    connector: Text,
+    host: Text,
+    target: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabels {
-    connector: String,
-    host: String,
-    target: String,
-    stage: String,
+    connector: Text,
+    host: Text,
+    target: Text,
+    stage: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
-    connector: String,
-    status: String,
+    connector: Text,
+    status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
-    connector: String,
-    code: String,
+    connector: Text,
+    code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetCodeLabels {
-    connector: String,
-    host: String,
-    target: String,
-    code: String,
+    connector: Text,
+    host: Text,
+    target: Text,
+    code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,6 +134,8 @@ pub struct Metrics {
     state_writes: Family<KindLabels, Counter>,
     state_bytes: Counter,
     longest_tick_gap: FGauge,
+    /// The size of the last exposition, to size the next one's buffer.
+    exposition_bytes: AtomicUsize,
     series: Mutex<HashMap<String, Series>>,
 }
 
@@ -149,6 +171,7 @@ impl Metrics {
             state_writes: Family::default(),
             state_bytes: Counter::default(),
             longest_tick_gap: FGauge::default(),
+            exposition_bytes: AtomicUsize::new(0),
             series: Mutex::default(),
             registry: Registry::default(),
         };
@@ -253,9 +276,14 @@ impl Metrics {
     /// instead of waiting behind it.
     pub fn encode(&self) -> String {
         let encode = || {
-            let mut out = String::new();
+            // Sized from the last scrape: grown by doubling, the buffer of a 200 MB
+            // exposition could end up with 56 MB of room it never uses, after a series of
+            // ever larger copies.
+            let last = self.exposition_bytes.load(Ordering::Relaxed);
+            let mut out = String::with_capacity(last + last / 8);
             prometheus_client::encoding::text::encode(&mut out, &self.registry)
                 .expect("writing to a String");
+            self.exposition_bytes.store(out.len(), Ordering::Relaxed);
             out
         };
         match tokio::runtime::Handle::try_current() {
@@ -311,7 +339,7 @@ impl Metrics {
     /// `failing_since` is exported before the first probe of a restarted daemon.
     pub fn restore(&self, connector: &str, state: &ConnectorState) {
         let c = ConnectorLabels {
-            connector: connector.to_owned(),
+            connector: connector.into(),
         };
         if let Some(since) = state.failing_since {
             self.failing_since.get_or_create(&c).set(unix(since));
@@ -323,7 +351,7 @@ impl Metrics {
 
     /// Records a probe result.
     pub fn record(&self, v: &ConnectorVerdict, state: &ConnectorState) {
-        let name = v.connector.clone();
+        let name = Text::from(v.connector.as_str());
         let c = ConnectorLabels {
             connector: name.clone(),
         };
@@ -331,8 +359,8 @@ impl Metrics {
         for t in &v.targets {
             let tl = TargetLabels {
                 connector: name.clone(),
-                host: t.host.clone(),
-                target: t.endpoint(),
+                host: t.host.as_str().into(),
+                target: t.endpoint().as_str().into(),
             };
             self.probe_success
                 .get_or_create(&tl)
@@ -350,9 +378,9 @@ impl Metrics {
             for (stage, ms) in &t.timings_ms {
                 let sl = StageLabels {
                     connector: name.clone(),
-                    host: t.host.clone(),
-                    target: t.endpoint(),
-                    stage: stage_name(*stage),
+                    host: tl.host.clone(),
+                    target: tl.target.clone(),
+                    stage: stage.as_str(),
                 };
                 self.stage_duration.get_or_create(&sl).set(ms / 1e3);
                 now.stages.push(sl);
@@ -360,9 +388,9 @@ impl Metrics {
             if let Some(code) = t.code {
                 let cl = TargetCodeLabels {
                     connector: name.clone(),
-                    host: t.host.clone(),
-                    target: t.endpoint(),
-                    code: code.to_owned(),
+                    host: tl.host.clone(),
+                    target: tl.target.clone(),
+                    code,
                 };
                 self.target_code.get_or_create(&cl).set(1);
                 now.target_codes.push(cl);
@@ -375,7 +403,7 @@ impl Metrics {
         for s in STATUSES {
             let sl = StatusLabels {
                 connector: name.clone(),
-                status: s.as_str().into(),
+                status: s.as_str(),
             };
             self.connector_status
                 .get_or_create(&sl)
@@ -384,7 +412,7 @@ impl Metrics {
         if let Some(code) = v.code {
             let cl = CodeLabels {
                 connector: name.clone(),
-                code: code.to_owned(),
+                code,
             };
             self.connector_code.get_or_create(&cl).set(1);
             now.codes.push(cl);
@@ -407,18 +435,18 @@ impl Metrics {
         self.probes
             .get_or_create(&StatusLabels {
                 connector: name.clone(),
-                status: v.status.as_str().into(),
+                status: v.status.as_str(),
             })
             .inc();
 
         // The shared map is held only to swap this connector's entry; the diff runs outside
         // it, so one large connector does not hold up every other connector's probe. A
         // connector's probes never overlap, so nobody else writes its entry meanwhile.
-        let before = super::health::lock(&self.series).remove(&name);
+        let before = super::health::lock(&self.series).remove(&v.connector);
         if let Some(before) = before {
             self.remove_stale(&before, &now);
         }
-        super::health::lock(&self.series).insert(name, now);
+        super::health::lock(&self.series).insert(v.connector.clone(), now);
     }
 
     /// Deletes the series `before` had and `after` does not: linear in their sizes (a set
@@ -455,7 +483,7 @@ impl Metrics {
             self.remove_stale(&before, &Series::default());
         }
         let c = ConnectorLabels {
-            connector: connector.to_owned(),
+            connector: connector.into(),
         };
         for family in [
             &self.connector_duration,
@@ -468,8 +496,8 @@ impl Metrics {
         self.connector_success.remove(&c);
         for s in STATUSES {
             let sl = StatusLabels {
-                connector: connector.to_owned(),
-                status: s.as_str().into(),
+                connector: c.connector.clone(),
+                status: s.as_str(),
             };
             self.connector_status.remove(&sl);
             self.probes.remove(&sl);
@@ -513,10 +541,6 @@ fn openmetrics_to_text(om: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-fn stage_name(s: Stage) -> String {
-    s.as_str().to_owned()
 }
 
 /// Liveness: the daemon's main loop stamps this every tick; `/healthz` and the systemd
