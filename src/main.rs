@@ -299,11 +299,11 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
             say!("error: {} defines no connector", config.source.display());
             return ExitCode::from(UNKNOWN);
         }
-        config.connectors.clone()
+        &config.connectors[..]
     } else {
         let name = name.unwrap_or_default();
         match config.connector(&name) {
-            Some(c) => vec![c.clone()],
+            Some(c) => std::slice::from_ref(c),
             None => {
                 let known: Vec<&str> = config.connectors.iter().map(|c| c.name.as_str()).collect();
                 say!(
@@ -320,21 +320,25 @@ async fn probe(flag: Option<PathBuf>, name: Option<String>, all: bool, json: boo
         }
     };
     let ctx = ProbeContext::new(&config);
-    let verdicts = probe_all(&ctx, &connectors, config.daemon.concurrency).await;
-    let written = if json {
-        output::write_stdout(|out| report::write_json(out, &verdicts, all))
+    let format = if json {
+        report::Format::Json { as_array: all }
     } else {
-        output::print(&report::human(&verdicts, config.daemon.message_expiration))
+        report::Format::Human {
+            message_expiration: config.daemon.message_expiration,
+        }
     };
-    if let Err(e) = written {
+    // Each verdict is written as its probe ends and then dropped (see README, "probe --all").
+    let mut stream = report::Stream::new(std::io::BufWriter::new(std::io::stdout()), format);
+    let mut worst = 0;
+    probe_all(&ctx, connectors, config.daemon.concurrency, |v| {
+        worst = worst.max(v.status.exit_code());
+        stream.push(&v);
+    })
+    .await;
+    if let Err(e) = stream.finish() {
         say!("error: cannot write the report: {e}");
         return ExitCode::from(UNKNOWN);
     }
-    let worst = verdicts
-        .iter()
-        .map(|v| v.status.exit_code())
-        .max()
-        .unwrap_or(0);
     ExitCode::from(worst as u8)
 }
 
@@ -397,8 +401,13 @@ fn import_exchange(file: &Path, output: Option<&Path>, force: bool) -> Result<u8
         source,
     })?;
     let imported = import::exchange(&bytes)?;
-    for finding in imported.findings() {
-        say!("{finding}");
+    {
+        // Buffered: an export of 400,000 connectors can have as many findings, and a write
+        // per line was a tenth of the import's time. A closed stderr loses them, as `say!`.
+        let mut err = std::io::BufWriter::new(std::io::stderr().lock());
+        for finding in imported.findings() {
+            let _ = std::io::Write::write_fmt(&mut err, format_args!("{finding}\n"));
+        }
     }
     let source = file.display().to_string();
     match output {

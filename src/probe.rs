@@ -57,33 +57,31 @@ impl ProbeContext {
 }
 
 /// Probes every connector once, concurrently but at most `concurrency` at a time (each open
-/// connection is a file descriptor; ten thousand at once would exhaust them), results in
+/// connection is a file descriptor; ten thousand at once would exhaust them), and hands each
+/// verdict to `each` as soon as its probe ends: in completion order, started in
 /// configuration order. Probes waiting on dead servers make way for the others (see
-/// [`crate::limits`]). A connector's probe is only made once it has a place, so the probes'
-/// state in memory follows the probes in flight, not the number of connectors.
+/// [`crate::limits`]). A connector's probe is only made once it has a place, and its verdict
+/// is the caller's once made, so the memory used follows the probes in flight, not the
+/// number of connectors.
 pub async fn probe_all(
     ctx: &ProbeContext,
     connectors: &[Connector],
     concurrency: usize,
-) -> Vec<ConnectorVerdict> {
+    mut each: impl FnMut(ConnectorVerdict),
+) {
     let limits = Limits::new(concurrency);
-    let mut verdicts: Vec<Option<ConnectorVerdict>> = connectors.iter().map(|_| None).collect();
-    let mut waiting = connectors.iter().enumerate().peekable();
+    let mut waiting = connectors.iter().peekable();
     let mut running = FuturesUnordered::new();
     loop {
         tokio::select! {
             place = limits.acquire(), if waiting.peek().is_some() => {
-                let (i, c) = waiting.next().expect("peeked");
-                running.push(async move { (i, probe_connector_in(ctx, c, &place).await) });
+                let c = waiting.next().expect("peeked");
+                running.push(async move { probe_connector_in(ctx, c, &place).await });
             }
-            Some((i, verdict)) = running.next() => verdicts[i] = Some(verdict),
+            Some(verdict) = running.next() => each(verdict),
             else => break,
         }
     }
-    verdicts
-        .into_iter()
-        .map(|v| v.expect("every connector was probed"))
-        .collect()
 }
 
 /// Probes every target of one connector, concurrently, outside any concurrency bound.

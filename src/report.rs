@@ -25,6 +25,99 @@ pub fn write_json<W: io::Write>(
     out.flush()
 }
 
+/// How [`Stream`] renders each verdict.
+#[derive(Debug, Clone, Copy)]
+pub enum Format {
+    /// The JSON of `interface.md`: one object, or with `as_array` an array of them.
+    Json { as_array: bool },
+    /// The human report; `message_expiration` as for [`human`].
+    Human { message_expiration: Duration },
+}
+
+/// A report written verdict by verdict, as the probes end, so that `probe --all` holds no
+/// verdict once it is written: the output is the same as [`write_json`]'s or [`human`]'s
+/// for the same verdicts in the same order. A reader that went away (a broken pipe, as in
+/// `probe --all | head`) ends the writing quietly; any other write error is kept for
+/// [`Stream::finish`], and nothing more is written after it.
+pub struct Stream<W: io::Write> {
+    out: W,
+    format: Format,
+    written: usize,
+    error: Option<io::Error>,
+    gone: bool,
+}
+
+impl<W: io::Write> Stream<W> {
+    pub fn new(out: W, format: Format) -> Stream<W> {
+        Stream {
+            out,
+            format,
+            written: 0,
+            error: None,
+            gone: false,
+        }
+    }
+
+    /// Writes one verdict, and flushes it, so a reader sees each connector as it finishes.
+    pub fn push(&mut self, v: &ConnectorVerdict) {
+        if self.gone || self.error.is_some() {
+            return;
+        }
+        let result = self.render(v).and_then(|()| self.out.flush());
+        self.written += 1;
+        self.keep(result);
+    }
+
+    fn render(&mut self, v: &ConnectorVerdict) -> io::Result<()> {
+        match self.format {
+            Format::Json { as_array: false } => {
+                serde_json::to_writer_pretty(&mut self.out, v)?;
+                self.out.write_all(b"\n")
+            }
+            Format::Json { as_array: true } => {
+                // As serde_json writes a pretty array: each element on its own lines,
+                // indented by two. A JSON string holds no raw newline, so indenting after
+                // every newline touches only the layout.
+                let text = serde_json::to_string_pretty(v)?;
+                let opening: &[u8] = if self.written == 0 {
+                    b"[\n  "
+                } else {
+                    b",\n  "
+                };
+                self.out.write_all(opening)?;
+                self.out.write_all(text.replace('\n', "\n  ").as_bytes())
+            }
+            Format::Human { message_expiration } => {
+                let mut text = String::new();
+                connector(&mut text, v, message_expiration);
+                self.out.write_all(text.as_bytes())
+            }
+        }
+    }
+
+    fn keep(&mut self, result: io::Result<()>) {
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => self.gone = true,
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// Closes the array (an empty one is `[]`) and reports the first write error.
+    pub fn finish(mut self) -> io::Result<()> {
+        if !self.gone && self.error.is_none() {
+            let closing: &[u8] = match self.format {
+                Format::Json { as_array: true } if self.written == 0 => b"[]\n",
+                Format::Json { as_array: true } => b"\n]\n",
+                _ => b"",
+            };
+            let result = self.out.write_all(closing).and_then(|()| self.out.flush());
+            self.keep(result);
+        }
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
 /// The report an admin reads at a glance. `message_expiration` is EOP's queue lifetime (the
 /// daemon's setting), after which queued mail comes back to the sender.
 pub fn human(verdicts: &[ConnectorVerdict], message_expiration: Duration) -> String {
@@ -177,6 +270,117 @@ fn target(out: &mut String, t: &TargetVerdict, message_expiration: Duration) {
         );
         if let Some(fix) = t.fix {
             let _ = writeln!(out, "       fix: {fix}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CertificateFailureCode, TlsMode};
+
+    fn verdict(name: &str, status: Status) -> ConnectorVerdict {
+        let cert = CertificateFailureCode::CertificateValidationFailed;
+        let code = (status == Status::Failing).then_some(Code::ConnectionRefused);
+        ConnectorVerdict {
+            connector: name.into(),
+            status,
+            code: code.map(|c| c.render(cert)),
+            title: None,
+            queue_code: code.and_then(Code::queue_code),
+            ndr: code.and_then(Code::ndr),
+            ndr_line: None,
+            eop_status: Some("450 4.4.316 \"quoted\"\nand a newline".into()),
+            condition: code.map(|_| crate::verdict::Condition::ConnectRefused),
+            fix: code.map(|_| crate::verdict::Condition::ConnectRefused.fix()),
+            tls_mode: TlsMode::Opportunistic,
+            started_at: String::new(),
+            duration_ms: 1.0,
+            warnings: vec!["a warning".into()],
+            targets: Vec::new(),
+            code_kind: code,
+            certificate_failure_code: cert,
+        }
+    }
+
+    fn streamed(format: Format, verdicts: &[ConnectorVerdict]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut stream = Stream::new(&mut out, format);
+        for v in verdicts {
+            stream.push(v);
+        }
+        stream.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn a_streamed_report_is_the_whole_report_written_at_once() {
+        let verdicts = [
+            verdict("a", Status::Ok),
+            verdict("b", Status::Failing),
+            verdict("c", Status::Warning),
+        ];
+        for n in 0..=verdicts.len() {
+            let some = &verdicts[..n];
+            let mut whole = Vec::new();
+            write_json(&mut whole, some, true).unwrap();
+            let streamed = streamed(Format::Json { as_array: true }, some);
+            assert_eq!(
+                String::from_utf8(streamed).unwrap(),
+                String::from_utf8(whole).unwrap(),
+                "{n} verdict(s)"
+            );
+        }
+        let mut one = Vec::new();
+        write_json(&mut one, &verdicts[1..2], false).unwrap();
+        assert_eq!(
+            streamed(Format::Json { as_array: false }, &verdicts[1..2]),
+            one
+        );
+        let expiration = Duration::from_secs(86_400);
+        let human_text = human(&verdicts, expiration);
+        let streamed = streamed(
+            Format::Human {
+                message_expiration: expiration,
+            },
+            &verdicts,
+        );
+        assert_eq!(String::from_utf8(streamed).unwrap(), human_text);
+    }
+
+    /// A writer that takes `left` bytes, then fails with `kind`.
+    struct Failing {
+        left: usize,
+        kind: io::ErrorKind,
+    }
+
+    impl io::Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(self.kind.into());
+            }
+            let n = buf.len().min(self.left);
+            self.left -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_reader_that_left_is_quiet_and_a_full_disk_is_reported() {
+        let v = verdict("a", Status::Ok);
+        for (kind, quiet) in [
+            (io::ErrorKind::BrokenPipe, true),
+            (io::ErrorKind::StorageFull, false),
+        ] {
+            let mut stream =
+                Stream::new(Failing { left: 10, kind }, Format::Json { as_array: true });
+            stream.push(&v);
+            stream.push(&v);
+            assert_eq!(stream.finish().is_ok(), quiet, "{kind:?}");
         }
     }
 }

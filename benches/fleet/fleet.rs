@@ -37,12 +37,12 @@ impl Shape {
 
     /// Connector `i`'s address: healthy ones in 127.10.0.0/16 and up, black-holed ones in
     /// 127.200.0.0/16 (see [`crate::netns::BLACKHOLE_PREFIX`]), CBC-only ones in
-    /// 127.201.0.0/16 (see [`crate::responder::CBC_ONLY_PREFIX`]). Never `.0` or `.255`.
+    /// 127.202.0.0/16 (see [`crate::responder::CBC_ONLY_PREFIX`]). Never `.0` or `.255`.
     pub fn address(&self, i: usize) -> Ipv4Addr {
         let (base, n) = if self.is_dead(i) {
             (200, i)
         } else if self.needs_openssl(i) {
-            (201, i)
+            (crate::responder::CBC_ONLY_PREFIX, i)
         } else {
             (10, i)
         };

@@ -12,10 +12,12 @@
 //! * [`fleet`]: the connectors, their configuration, and reading a `probe --all` cycle.
 //! * [`measure`]: wall, CPU and peak RSS of a process, from the kernel.
 //! * [`blackbox`]: the same cycles through blackbox_exporter.
+//! * [`daemon`]: `connector-probe run` over a large fleet for minutes, and a large import.
 //! * [`oneshot`]: one check, process start to exit, for every tool.
 //! * [`report`]: the Markdown report.
 
 mod blackbox;
+mod daemon;
 mod fleet;
 mod measure;
 mod netns;
@@ -35,7 +37,9 @@ const PROBE: &str = env!("CARGO_BIN_EXE_connector-probe");
 
 const USAGE: &str = "\
 usage: fleet [--sizes 1000,10000] [--concurrency 256] [--connect-timeout 5]
-             [--one-shot-runs 30] [--no-peers] [--no-one-shot] [--probe PATH] [--output FILE]";
+             [--one-shot-runs 30] [--no-peers] [--no-one-shot] [--probe PATH] [--output FILE]
+             [--daemon 100000] [--daemon-window 300] [--flap 10000] [--flap-window 300]
+             [--import 400000] [--no-cycles]";
 
 /// The driver's settings.
 struct Args {
@@ -46,6 +50,14 @@ struct Args {
     one_shot: bool,
     probe: PathBuf,
     output: Option<PathBuf>,
+    /// Daemon runs: a large fleet with a reload, and a flapping one (0: not run).
+    daemon: usize,
+    daemon_window: Duration,
+    flap: usize,
+    flap_window: Duration,
+    /// `import exchange` of this many connectors (0: not run).
+    import: usize,
+    cycles: bool,
     /// Internal: run as the fleet's responder, writing the CA into this directory.
     responder: Option<PathBuf>,
 }
@@ -63,6 +75,12 @@ impl Args {
             one_shot: true,
             probe: PathBuf::from(PROBE),
             output: None,
+            daemon: 0,
+            daemon_window: Duration::from_secs(300),
+            flap: 0,
+            flap_window: Duration::from_secs(300),
+            import: 0,
+            cycles: true,
             responder: None,
         };
         let mut it = std::env::args().skip(1);
@@ -85,6 +103,16 @@ impl Args {
                 "--no-one-shot" => a.one_shot = false,
                 "--probe" => a.probe = PathBuf::from(value()?),
                 "--output" => a.output = Some(PathBuf::from(value()?)),
+                "--daemon" => a.daemon = number(value()?)?,
+                "--daemon-window" => {
+                    a.daemon_window = Duration::from_secs(number(value()?)? as u64);
+                }
+                "--flap" => a.flap = number(value()?)?,
+                "--flap-window" => {
+                    a.flap_window = Duration::from_secs(number(value()?)? as u64);
+                }
+                "--import" => a.import = number(value()?)?,
+                "--no-cycles" => a.cycles = false,
                 "--responder" => a.responder = Some(PathBuf::from(value()?)),
                 // What `cargo bench` passes to a harness-less bench.
                 "--bench" => {}
@@ -148,7 +176,8 @@ fn drive(args: &Args) -> Outcome<()> {
         missing.push(blackbox::EXE.to_owned());
     }
 
-    for &size in &args.sizes {
+    let sizes = if args.cycles { &args.sizes[..] } else { &[] };
+    for &size in sizes {
         for (dead_every, openssl_every) in [(None, None), (Some(10), None), (None, Some(10))] {
             let shape = Shape {
                 size,
@@ -210,6 +239,54 @@ fn drive(args: &Args) -> Outcome<()> {
         settle();
         oneshot::measure(&mut tools, 3, args.one_shot_runs)?;
         r.one_shot = tools;
+    }
+    if args.import > 0 {
+        eprintln!("fleet: import exchange, {} connector(s)", args.import);
+        settle();
+        r.import = Some((
+            args.import,
+            daemon::import(&args.probe, dir.path(), args.import)?,
+        ));
+    }
+    let mut plans = Vec::new();
+    if args.daemon > 0 {
+        // Each connector probed once in the window; a reload half-way through.
+        plans.push(daemon::Plan {
+            size: args.daemon,
+            flapping: 0,
+            interval: args.daemon_window,
+            warmup: Duration::ZERO,
+            window: args.daemon_window,
+            reload: true,
+        });
+    }
+    if args.flap > 0 {
+        // 1 % flapping, every connector probed each minute; measured once all have had
+        // their first probe (and the first snapshot is written).
+        plans.push(daemon::Plan {
+            size: args.flap,
+            flapping: args.flap / 100,
+            interval: Duration::from_secs(60),
+            warmup: Duration::from_secs(75),
+            window: args.flap_window,
+            reload: false,
+        });
+    }
+    for plan in plans {
+        eprintln!(
+            "fleet: the daemon, {} connector(s), {} flapping, {} s",
+            plan.size,
+            plan.flapping,
+            plan.window.as_secs()
+        );
+        settle();
+        r.daemons.push(daemon::run(
+            &args.probe,
+            dir.path(),
+            &ca,
+            &args.knobs,
+            plan,
+        )?);
     }
     r.missing = missing;
     drop(responder);

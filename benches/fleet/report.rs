@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::blackbox;
+use crate::daemon;
 use crate::fleet::{self, Cycle, Knobs, Shape};
 use crate::oneshot::Tool;
 
@@ -80,6 +81,9 @@ pub struct Report {
     pub cycles: Vec<CycleRow>,
     pub blackbox: Vec<(Shape, blackbox::Cycle)>,
     pub one_shot: Vec<Tool>,
+    pub daemons: Vec<daemon::Row>,
+    /// Connectors, the import's run, and the export's size.
+    pub import: Option<(usize, (crate::measure::Run, u64))>,
     pub missing: Vec<String>,
 }
 
@@ -92,6 +96,8 @@ impl Report {
             cycles: Vec::new(),
             blackbox: Vec::new(),
             one_shot: Vec::new(),
+            daemons: Vec::new(),
+            import: None,
             missing: Vec::new(),
         }
     }
@@ -104,6 +110,8 @@ impl Report {
         self.openssl(&mut o);
         self.blackbox(&mut o);
         self.one_shot(&mut o);
+        self.daemons(&mut o);
+        self.import(&mut o);
         self.targets(&mut o);
         if !self.missing.is_empty() {
             let _ = writeln!(
@@ -357,6 +365,77 @@ impl Report {
         }
     }
 
+    fn daemons(&self, o: &mut String) {
+        if self.daemons.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "\n## The daemon: `connector-probe run` over the fleet\n\n\
+             The same fleet and settings as the cycles, `state_file` on the machine's disk and \
+             `/metrics` on loopback. Load is spawn to the `daemon_started` line; reload is \
+             `SIGHUP` (the same file) to `config_reloaded`. CPU is the daemon's over the \
+             window (`/proc`, 10 ms ticks), its log lines on a pipe included, a reload \
+             included, the scrapes not. The tick gap is the longest time between two ticks \
+             of the main loop (due every second; they stamp `/healthz` and ping the \
+             watchdog), from start to the end of the window. State: the daemon's writes \
+             (each one fsync) and bytes, and `write_bytes` of `/proc/PID/io` (what reached \
+             the storage layer, whole pages), per day = the window's × 86400 / window.\n\n\
+             | connectors | flapping | interval | window | load | reload | probes | CPU/probe | \
+             peak RSS | tick gap | `/metrics` | scrape (daemon CPU) | state changes | state writes (compactions) | fsync/s | \
+             state bytes | disk bytes | disk bytes/day | stop |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for d in &self.daemons {
+            let window = d.elapsed.as_secs_f64();
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} s | {:.0} s | {} | {} | {} | {:.3} ms | {:.1} MiB | {:.2} s | {:.1} MiB | {} ({}) | {} | {} ({}) | {:.2} | {:.1} MiB | {:.1} MiB | {:.0} MB | {} |",
+                d.plan.size,
+                d.plan.flapping,
+                d.plan.interval.as_secs(),
+                window,
+                secs(d.load),
+                d.reload.map_or("–".into(), secs),
+                d.probes,
+                ms(d.cpu) / d.probes.max(1) as f64,
+                d.peak_rss as f64 / MIB,
+                d.longest_tick_gap,
+                d.metrics_bytes as f64 / MIB,
+                secs(d.scrape),
+                secs(d.scrape_cpu),
+                d.state_changes,
+                d.state_writes,
+                d.compactions,
+                d.state_writes / window,
+                d.state_bytes / MIB,
+                d.disk_bytes as f64 / MIB,
+                d.disk_bytes as f64 * 86_400.0 / window / 1e6,
+                secs(d.stop),
+            );
+        }
+    }
+
+    fn import(&self, o: &mut String) {
+        let Some((size, (run, bytes))) = &self.import else {
+            return;
+        };
+        let _ = writeln!(
+            o,
+            "\n## `import exchange` of {size} connectors\n\n\
+             A generated export ({:.0} MiB: compact objects with the properties the import \
+             reads; every tenth connector shares its name with 399 others), to a whole \
+             configuration file (`--output`, which the import loads back to check it).\n\n\
+             | connectors | wall | CPU | peak RSS | exit |\n|---:|---:|---:|---:|---:|\n\
+             | {size} | {} | {} | {:.0} MiB | {} |",
+            *bytes as f64 / MIB,
+            secs(run.wall),
+            secs(run.cpu),
+            run.max_rss as f64 / MIB,
+            run.exit_code.map_or("killed".into(), |c| c.to_string()),
+        );
+    }
+
     fn probe_in(&self, scenario: &str) -> Option<&Tool> {
         self.one_shot
             .iter()
@@ -416,6 +495,7 @@ impl Report {
                 ));
             }
         }
+        self.daemon_targets(&mut rows);
         if rows.is_empty() {
             return;
         }
@@ -425,6 +505,95 @@ impl Report {
         );
         for (what, value, met) in rows {
             let _ = writeln!(o, "| {what} | {value} | {} |", yes_no(met));
+        }
+    }
+}
+
+impl Report {
+    fn daemon_targets(&self, rows: &mut Vec<(String, String, bool)>) {
+        let probe_all_10k = self
+            .cycles
+            .iter()
+            .find(|r| r.shape.size == 10_000 && r.shape.dead_every.is_none());
+        for d in self.daemons.iter().filter(|d| d.plan.flapping == 0) {
+            let n = d.plan.size;
+            rows.push((
+                format!("{n} connectors load ≤ 1 s"),
+                secs(d.load),
+                d.load <= Duration::from_secs(1),
+            ));
+            if let Some(r) = d.reload {
+                rows.push((
+                    format!("{n} connectors reload ≤ 1 s"),
+                    secs(r),
+                    r <= Duration::from_secs(1),
+                ));
+            }
+            rows.push((
+                "no heartbeat gap over 1 s (tick due every 1 s: longest gap ≤ 2 s)".into(),
+                format!("{:.2} s", d.longest_tick_gap),
+                d.longest_tick_gap <= 2.0,
+            ));
+            let mib = d.peak_rss as f64 / MIB;
+            rows.push((
+                format!("daemon RSS ≤ 200 MiB at {n}"),
+                format!("{mib:.1} MiB"),
+                mib <= 200.0,
+            ));
+            if let Some(p) = probe_all_10k {
+                let daemon = ms(d.cpu) / d.probes.max(1) as f64;
+                let cycle = ms(p.cycle.run.cpu) / p.shape.size as f64;
+                rows.push((
+                    "daemon CPU per probe ≤ 1.2× probe --all's (10,000)".into(),
+                    format!("{daemon:.3} ms vs {cycle:.3} ms ({:.2}×)", daemon / cycle),
+                    daemon <= 1.2 * cycle,
+                ));
+            }
+        }
+        for d in self.daemons.iter().filter(|d| d.plan.flapping > 0) {
+            let window = d.elapsed.as_secs_f64();
+            let per_s = d.state_writes / window;
+            rows.push((
+                format!("≤ 1 fsync/s at {} connectors, 1 % flapping", d.plan.size),
+                format!("{per_s:.2}/s"),
+                per_s <= 1.0,
+            ));
+            let day = d.disk_bytes as f64 * 86_400.0 / window / 1e6;
+            rows.push((
+                format!(
+                    "≤ 100 MB/day of state at {} connectors, 1 % flapping",
+                    d.plan.size
+                ),
+                format!(
+                    "{day:.0} MB (disk), {:.0} MB (written)",
+                    d.state_bytes * 86_400.0 / window / 1e6
+                ),
+                day <= 100.0,
+            ));
+        }
+        if let Some(p) = probe_all_10k {
+            if let Some((_, b)) = self
+                .blackbox
+                .iter()
+                .find(|(s, _)| s.size == 10_000 && s.dead_every.is_none())
+            {
+                rows.push((
+                    "probe --all RSS at 10,000 ≤ blackbox_exporter's".into(),
+                    format!(
+                        "{:.1} MiB vs {:.1} MiB",
+                        p.cycle.run.max_rss as f64 / MIB,
+                        b.peak_rss as f64 / MIB
+                    ),
+                    p.cycle.run.max_rss <= b.peak_rss,
+                ));
+            }
+        }
+        if let Some((size, (run, _))) = &self.import {
+            rows.push((
+                format!("import of {size} ≤ 10 s"),
+                secs(run.wall),
+                run.wall <= Duration::from_secs(10),
+            ));
         }
     }
 }

@@ -5,9 +5,10 @@
 //! It speaks just enough SMTP for a full probe: greeting, EHLO (STARTTLS offered), STARTTLS,
 //! the TLS handshake, EHLO again, QUIT. It presents one certificate chain (leaf and
 //! intermediate from the lab PKI, ECDSA P-256) for `fleet.test`, `*.fleet.test` and
-//! `127.0.0.1`; the root goes to `ca.pem` for the clients' trust stores. Connections to
-//! [`CBC_ONLY_PREFIX`] are answered by OpenSSL offering only ECDHE-RSA-AES256-SHA384 (TLS 1.2)
-//! with an RSA leaf of the same PKI: a server only the probe's second engine can reach.
+//! `127.0.0.1`; the root goes to `ca.pem` for the clients' trust stores. Addresses in
+//! 127.201.0.0/16 flap (see [`FLAP_PERIOD`]). Connections to [`CBC_ONLY_PREFIX`] are answered
+//! by OpenSSL offering only ECDHE-RSA-AES256-SHA384 (TLS 1.2) with an RSA leaf of the same
+//! PKI: a server only the probe's second engine can reach.
 
 use std::io;
 use std::path::Path;
@@ -22,7 +23,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 /// The second octet of the /16 whose servers speak only a CBC suite.
-pub const CBC_ONLY_PREFIX: u8 = 201;
+pub const CBC_ONLY_PREFIX: u8 = 202;
 
 /// The listen backlog: a cycle opens hundreds of connections within milliseconds.
 const BACKLOG: u32 = 4096;
@@ -83,6 +84,26 @@ pub fn run(dir: &Path) -> io::Result<()> {
     })
 }
 
+/// Addresses in 127.201.0.0/16 flap: each refuses sessions for five minutes out of every
+/// ten, its phase set by its address, so a flapping fleet's changes are spread over time.
+pub const FLAP_PERIOD: Duration = Duration::from_secs(600);
+
+fn down_now(addr: Option<std::net::SocketAddr>) -> bool {
+    let Some(std::net::SocketAddr::V4(a)) = addr else {
+        return false;
+    };
+    let [_, second, third, fourth] = a.ip().octets();
+    if second != 201 {
+        return false;
+    }
+    let n = u64::from(third) * 250 + u64::from(fourth);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let period = FLAP_PERIOD.as_secs();
+    (now + n * 37) % period >= period / 2
+}
+
 /// Which TLS server a connection gets, by the address it was made to.
 enum Acceptor {
     Rustls(Arc<ServerConfig>),
@@ -102,6 +123,12 @@ impl Acceptor {
 
 async fn session(tcp: TcpStream, tls: Acceptor) -> io::Result<()> {
     tcp.set_nodelay(true)?;
+    if down_now(tcp.local_addr().ok()) {
+        let mut tcp = tcp;
+        tcp.write_all(b"554 5.3.2 fleet.test: flapping, down for now\r\n")
+            .await?;
+        return tcp.shutdown().await;
+    }
     let mut plain = BufReader::new(tcp);
     plain.write_all(b"220 fleet.test ESMTP ready\r\n").await?;
     if !dialogue(&mut plain, false).await? {

@@ -3,6 +3,7 @@
 //! serde reports a span; validation knows a key path. Both are resolved here against
 //! toml's spanned document tree, so every error can name line, column and key.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::ops::Range;
 
@@ -53,18 +54,26 @@ impl fmt::Display for KeyPath {
     }
 }
 
-/// The parsed document with its spans, for locating keys.
+/// The parsed document with its spans, for locating keys. The tree is parsed on the first
+/// question, so a configuration without errors never pays for it (at 100,000 connectors it
+/// is a second copy of the document, some 100 MB).
 pub struct Locator<'a> {
     source: &'a str,
-    tree: Option<Spanned<DeTable<'a>>>,
+    parsed: OnceCell<Option<Spanned<DeTable<'a>>>>,
 }
 
 impl<'a> Locator<'a> {
     pub fn new(source: &'a str) -> Self {
         Self {
             source,
-            tree: DeTable::parse(source).ok(),
+            parsed: OnceCell::new(),
         }
+    }
+
+    fn tree(&self) -> Option<&Spanned<DeTable<'a>>> {
+        self.parsed
+            .get_or_init(|| DeTable::parse(self.source).ok())
+            .as_ref()
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -80,7 +89,7 @@ impl<'a> Locator<'a> {
     /// The span of the key (for a table key) or the value (for an array element) at `path`.
     /// Falls back to the deepest ancestor that exists, so a missing key points at its table.
     pub fn span_of(&self, path: &KeyPath) -> Option<Range<usize>> {
-        let tree = self.tree.as_ref()?;
+        let tree = self.tree()?;
         let mut best = tree.span();
         let mut table: Option<&DeTable<'_>> = Some(tree.get_ref());
         let mut value: Option<&Spanned<DeValue<'_>>> = None;
@@ -113,7 +122,7 @@ impl<'a> Locator<'a> {
 
     /// The path of the innermost key whose key or value contains `span`.
     pub fn path_at(&self, span: &Range<usize>) -> Option<KeyPath> {
-        let tree = self.tree.as_ref()?;
+        let tree = self.tree()?;
         let mut path = KeyPath::root();
         descend_table(tree.get_ref(), span, &mut path).then_some(path)
     }

@@ -6,17 +6,20 @@
 //! connector-level view is under `connector_probe_*`. Series of removed connectors and of
 //! targets that no longer exist are deleted, not left stale.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -24,53 +27,75 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use super::state::ConnectorState;
-use crate::verdict::{ConnectorVerdict, Stage, Status};
+use crate::verdict::{ConnectorVerdict, Status};
 
 type FGauge = Gauge<f64, AtomicU64>;
 
+/// A label value shared by every series that carries it: at 100,000 connectors there are
+/// millions of series, and a `String` per label of each was most of the daemon's memory.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Text(Arc<str>);
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text(Arc::from(s))
+    }
+}
+
+impl EncodeLabelValue for Text {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&self.0)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectorLabels {
-    connector: String,
+    connector: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabels {
-    connector: String,
-    host: String,
-    target: String,
+    connector: Text,
+    host: Text,
+    target: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabels {
-    connector: String,
-    host: String,
-    target: String,
-    stage: String,
+    connector: Text,
+    host: Text,
+    target: Text,
+    stage: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
-    connector: String,
-    status: String,
+    connector: Text,
+    status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
-    connector: String,
-    code: String,
+    connector: Text,
+    code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetCodeLabels {
-    connector: String,
-    host: String,
-    target: String,
-    code: String,
+    connector: Text,
+    host: Text,
+    target: Text,
+    code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
 }
 
 /// The label sets a connector currently has, so stale ones can be removed.
@@ -106,6 +131,11 @@ pub struct Metrics {
     probes: Family<StatusLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     connectors: Gauge,
+    state_writes: Family<KindLabels, Counter>,
+    state_bytes: Counter,
+    longest_tick_gap: FGauge,
+    /// The size of the last exposition, to size the next one's buffer.
+    exposition_bytes: AtomicUsize,
     series: Mutex<HashMap<String, Series>>,
 }
 
@@ -143,6 +173,10 @@ impl Metrics {
             probes: Family::default(),
             reloads: Family::default(),
             connectors: Gauge::default(),
+            state_writes: Family::default(),
+            state_bytes: Counter::default(),
+            longest_tick_gap: FGauge::default(),
+            exposition_bytes: AtomicUsize::new(0),
             series: Mutex::default(),
             registry: Registry::default(),
         };
@@ -221,15 +255,48 @@ impl Metrics {
             "Connectors in the running configuration",
             m.connectors.clone(),
         );
+        registry.register(
+            "connector_probe_state_writes",
+            "Writes of the state files, each with one fsync: journal appends and compactions",
+            m.state_writes.clone(),
+        );
+        registry.register(
+            "connector_probe_state_written_bytes",
+            "Bytes written to the state files (journal and snapshot)",
+            m.state_bytes.clone(),
+        );
+        registry.register(
+            "connector_probe_main_loop_longest_tick_gap_seconds",
+            "The longest time between two ticks of the main loop (due every second at most), which stamp /healthz and ping the watchdog",
+            m.longest_tick_gap.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     /// The exposition in the OpenMetrics text format (what Prometheus asks for).
+    ///
+    /// At 100,000 connectors this is millions of lines and seconds of work, with each
+    /// family's lock held while it is written: on a daemon's worker thread it runs as
+    /// blocking work (`block_in_place`), so the worker's other tasks move to another thread
+    /// instead of waiting behind it.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String");
-        out
+        let encode = || {
+            // Sized from the last scrape: grown by doubling, the buffer of a 200 MB
+            // exposition could end up with 56 MB of room it never uses, after a series of
+            // ever larger copies.
+            let last = self.exposition_bytes.load(Ordering::Relaxed);
+            let mut out = String::with_capacity(last + last / 8);
+            prometheus_client::encoding::text::encode(&mut out, &self.registry)
+                .expect("writing to a String");
+            self.exposition_bytes.store(out.len(), Ordering::Relaxed);
+            out
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(encode)
+            }
+            _ => encode(),
+        }
     }
 
     /// The exposition in the classic Prometheus text format (0.0.4), for scrapers and tools
@@ -240,6 +307,28 @@ impl Metrics {
 
     pub fn set_connectors(&self, n: usize) {
         self.connectors.set(n as i64);
+    }
+
+    /// The main loop ticked, `gap` after its previous tick.
+    pub fn ticked(&self, gap: Duration) {
+        let gap = gap.as_secs_f64();
+        if gap > self.longest_tick_gap.get() {
+            self.longest_tick_gap.set(gap);
+        }
+    }
+
+    /// A flush of the state files ended.
+    pub fn state_written(&self, flushed: super::state::Flushed) {
+        use super::state::Flushed;
+        let (kind, bytes) = match flushed {
+            Flushed::Nothing => return,
+            Flushed::Appended { bytes, .. } => ("append", bytes),
+            Flushed::Compacted { bytes } => ("compaction", bytes),
+        };
+        self.state_writes
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+        self.state_bytes.inc_by(bytes);
     }
 
     pub fn reloaded(&self, ok: bool) {
@@ -255,7 +344,7 @@ impl Metrics {
     /// `failing_since` is exported before the first probe of a restarted daemon.
     pub fn restore(&self, connector: &str, state: &ConnectorState) {
         let c = ConnectorLabels {
-            connector: connector.to_owned(),
+            connector: connector.into(),
         };
         if let Some(since) = state.failing_since {
             self.failing_since.get_or_create(&c).set(unix(since));
@@ -267,7 +356,7 @@ impl Metrics {
 
     /// Records a probe result.
     pub fn record(&self, v: &ConnectorVerdict, state: &ConnectorState) {
-        let name = v.connector.clone();
+        let name = Text::from(v.connector.as_str());
         let c = ConnectorLabels {
             connector: name.clone(),
         };
@@ -275,8 +364,8 @@ impl Metrics {
         for t in &v.targets {
             let tl = TargetLabels {
                 connector: name.clone(),
-                host: t.host.clone(),
-                target: t.endpoint(),
+                host: t.host.as_str().into(),
+                target: t.endpoint().as_str().into(),
             };
             self.probe_success
                 .get_or_create(&tl)
@@ -289,16 +378,14 @@ impl Metrics {
                         .get_or_create(&tl)
                         .set(cert.earliest_expiry_unix as f64);
                 }
-                None => {
-                    self.ssl_expiry.remove(&tl);
-                }
+                None => remove(&self.ssl_expiry, &tl),
             }
             for (stage, ms) in &t.timings_ms {
                 let sl = StageLabels {
                     connector: name.clone(),
-                    host: t.host.clone(),
-                    target: t.endpoint(),
-                    stage: stage_name(*stage),
+                    host: tl.host.clone(),
+                    target: tl.target.clone(),
+                    stage: stage.as_str(),
                 };
                 self.stage_duration.get_or_create(&sl).set(ms / 1e3);
                 now.stages.push(sl);
@@ -306,9 +393,9 @@ impl Metrics {
             if let Some(code) = t.code {
                 let cl = TargetCodeLabels {
                     connector: name.clone(),
-                    host: t.host.clone(),
-                    target: t.endpoint(),
-                    code: code.to_owned(),
+                    host: tl.host.clone(),
+                    target: tl.target.clone(),
+                    code,
                 };
                 self.target_code.get_or_create(&cl).set(1);
                 now.target_codes.push(cl);
@@ -321,7 +408,7 @@ impl Metrics {
         for s in STATUSES {
             let sl = StatusLabels {
                 connector: name.clone(),
-                status: s.as_str().into(),
+                status: s.as_str(),
             };
             self.connector_status
                 .get_or_create(&sl)
@@ -330,7 +417,7 @@ impl Metrics {
         if let Some(code) = v.code {
             let cl = CodeLabels {
                 connector: name.clone(),
-                code: code.to_owned(),
+                code,
             };
             self.connector_code.get_or_create(&cl).set(1);
             now.codes.push(cl);
@@ -342,9 +429,7 @@ impl Metrics {
             Some(since) => {
                 self.failing_since.get_or_create(&c).set(unix(since));
             }
-            None => {
-                self.failing_since.remove(&c);
-            }
+            None => remove(&self.failing_since, &c),
         }
         if let Some(t) = state.last_success {
             self.last_success.get_or_create(&c).set(unix(t));
@@ -355,34 +440,43 @@ impl Metrics {
         self.probes
             .get_or_create(&StatusLabels {
                 connector: name.clone(),
-                status: v.status.as_str().into(),
+                status: v.status.as_str(),
             })
             .inc();
 
-        let mut series = super::health::lock(&self.series);
-        if let Some(before) = series.insert(name, now) {
-            let after = &series[&v.connector];
-            self.remove_stale(&before, after);
+        // The shared map is held only to swap this connector's entry; the diff runs outside
+        // it, so one large connector does not hold up every other connector's probe. A
+        // connector's probes never overlap, so nobody else writes its entry meanwhile.
+        let before = super::health::lock(&self.series).remove(&v.connector);
+        if let Some(before) = before {
+            self.remove_stale(&before, &now);
         }
+        super::health::lock(&self.series).insert(v.connector.clone(), now);
     }
 
+    /// Deletes the series `before` had and `after` does not: linear in their sizes (a set
+    /// of `after`'s labels, not a scan of it per label, which froze a connector with many
+    /// targets for seconds).
     fn remove_stale(&self, before: &Series, after: &Series) {
-        for t in before.targets.iter().filter(|t| !after.targets.contains(t)) {
+        fn gone<'a, T: Eq + std::hash::Hash>(
+            before: &'a [T],
+            after: &[T],
+        ) -> impl Iterator<Item = &'a T> {
+            let kept: HashSet<&T> = after.iter().collect();
+            before.iter().filter(move |x| !kept.contains(x))
+        }
+        for t in gone(&before.targets, &after.targets) {
             self.probe_success.remove(t);
             self.probe_duration.remove(t);
             self.ssl_expiry.remove(t);
         }
-        for s in before.stages.iter().filter(|s| !after.stages.contains(s)) {
+        for s in gone(&before.stages, &after.stages) {
             self.stage_duration.remove(s);
         }
-        for c in before
-            .target_codes
-            .iter()
-            .filter(|c| !after.target_codes.contains(c))
-        {
+        for c in gone(&before.target_codes, &after.target_codes) {
             self.target_code.remove(c);
         }
-        for c in before.codes.iter().filter(|c| !after.codes.contains(c)) {
+        for c in gone(&before.codes, &after.codes) {
             self.connector_code.remove(c);
         }
     }
@@ -394,7 +488,7 @@ impl Metrics {
             self.remove_stale(&before, &Series::default());
         }
         let c = ConnectorLabels {
-            connector: connector.to_owned(),
+            connector: connector.into(),
         };
         for family in [
             &self.connector_duration,
@@ -407,12 +501,25 @@ impl Metrics {
         self.connector_success.remove(&c);
         for s in STATUSES {
             let sl = StatusLabels {
-                connector: connector.to_owned(),
-                status: s.as_str().into(),
+                connector: c.connector.clone(),
+                status: s.as_str(),
             };
             self.connector_status.remove(&sl);
             self.probes.remove(&sl);
         }
+    }
+}
+
+/// Removes a series if it exists. A removal takes the family's write lock, which waits for
+/// a scrape that is writing the family out; most probes have nothing to remove (a healthy
+/// connector has no `failing_since`), and a look takes only the read lock.
+fn remove<S, M, C>(family: &Family<S, M, C>, labels: &S)
+where
+    S: Clone + std::hash::Hash + Eq,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+{
+    if family.get(labels).is_some() {
+        family.remove(labels);
     }
 }
 
@@ -439,10 +546,6 @@ fn openmetrics_to_text(om: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-fn stage_name(s: Stage) -> String {
-    s.as_str().to_owned()
 }
 
 /// Liveness: the daemon's main loop stamps this every tick; `/healthz` and the systemd

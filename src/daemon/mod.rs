@@ -1,7 +1,8 @@
 //! `connector-probe run`: the daemon.
 //!
 //! * [`scheduler`]: one task per connector on its own interval, spread, globally bounded.
-//! * [`state`]: status, code, `failing_since` per connector, persisted atomically.
+//! * [`state`]: status, code, `failing_since` per connector; a journal of what changed,
+//!   compacted into a snapshot.
 //! * [`events`]: the alert events of `interface.md`, once per transition, as JSON lines.
 //! * [`metrics`]: Prometheus `/metrics` and `/healthz`.
 //! * [`page`]: the status page on the same listener, drawn from [`history`]: each connector's
@@ -13,6 +14,10 @@
 //! This module holds the lifecycle: start, `SIGHUP` reload (a bad configuration keeps the
 //! old one running), `SIGTERM`/`SIGINT` shutdown with a bounded wait for in-flight probes
 //! (a second signal stops at once), and systemd's readiness and watchdog notifications.
+//!
+//! Nothing that grows with the fleet runs on the main loop while a lock the probes need is
+//! held: a reload's parsing runs on a blocking thread while the loop keeps ticking, and the
+//! state files are written by their own task, from the writer's own copy of the records.
 
 pub mod events;
 pub mod health;
@@ -23,11 +28,10 @@ pub mod scheduler;
 pub mod state;
 pub mod vantage;
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -35,8 +39,9 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::config::{Config, Connector};
+use crate::config::{Config, ConfigError, Connector};
 use crate::limits::Limits;
 use crate::probe::ProbeContext;
 use crate::shard::Shard;
@@ -45,11 +50,11 @@ use events::Policy;
 use health::{Faults, lock, read, write};
 use metrics::{Heartbeat, Metrics};
 use scheduler::Scheduler;
-use state::States;
+use state::{Batch, Flushed, States, Store};
 
 /// How long `SIGTERM` waits for in-flight probes before abandoning them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How often a changed state is written to disk, at most.
+/// How often the changed states are written to disk (one fsync), at most.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// What the probes of the running configuration share; swapped whole on reload.
@@ -85,7 +90,10 @@ pub struct Shared {
     /// What the status page shows.
     pub board: history::Board,
     states: Mutex<States>,
-    dirty: AtomicBool,
+    /// The records changed since the last flush, by connector (`None`: removed).
+    pending: Mutex<Batch>,
+    /// The state files' writer; only the flushes, on blocking threads, take it.
+    store: Mutex<Option<Store>>,
     runtime: RwLock<Runtime>,
 }
 
@@ -97,11 +105,15 @@ impl Shared {
 
     /// Takes a probe's verdict: state, events, metrics.
     fn record(&self, connector: &Connector, verdict: ConnectorVerdict) {
-        let policy = read(&self.runtime).policy;
+        let (policy, persisted) = {
+            let rt = read(&self.runtime);
+            (rt.policy, rt.state_file.is_some())
+        };
         let now = OffsetDateTime::now_utc();
-        let (raised, snapshot) = {
+        let (raised, snapshot, changed) = {
             let mut states = lock(&self.states);
             let state = states.connectors.entry(connector.name.clone()).or_default();
+            let before = state.clone();
             let raised = events::advance(
                 state,
                 &verdict,
@@ -109,9 +121,14 @@ impl Shared {
                 now,
                 &policy,
             );
-            (raised, state.clone())
+            let changed = state.differs_durably(&before);
+            (raised, state.clone(), changed)
         };
-        self.dirty.store(true, Ordering::Release);
+        // A probe that changes nothing a restart needs (most of them) writes nothing.
+        if changed && persisted {
+            let record = snapshot.to_record();
+            lock(&self.pending).insert(connector.name.clone(), Some(record));
+        }
         self.faults.recovered(&connector.name);
         self.metrics.record(&verdict, &snapshot);
         let unix = |t: OffsetDateTime| t.unix_timestamp();
@@ -127,35 +144,56 @@ impl Shared {
         }
     }
 
-    /// Writes the state if it changed since the last write.
-    async fn flush(self: &Arc<Self>, last_error: &mut Option<String>) {
-        if !self.dirty.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        let Some(path) = read(&self.runtime).state_file.clone() else {
-            return;
-        };
-        // The lock is held to serialise only; the disk is written without it.
-        let bytes = lock(&self.states).to_bytes();
-        let saved = tokio::task::spawn_blocking(move || {
-            bytes
-                .and_then(|b| state::save_bytes(&path, &b))
-                .map_err(|e| (path, e))
+    /// Writes the records changed since the last flush; `compact` rewrites the snapshot
+    /// too. The disk is written on a blocking thread, by the store alone.
+    async fn flush(self: &Arc<Self>, compact: bool, last_error: &mut Option<String>) {
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        let shared = self.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut store = lock(&shared.store);
+            let Some(store) = store.as_mut() else {
+                return (PathBuf::new(), Ok(Flushed::Nothing));
+            };
+            (store.path().to_owned(), store.flush(batch, compact))
         })
         .await
-        .unwrap_or_else(|e| Err((PathBuf::new(), std::io::Error::other(e))));
-        match saved {
-            Ok(()) => *last_error = None,
-            Err((path, e)) => {
-                self.dirty.store(true, Ordering::Release);
+        .unwrap_or_else(|e| (PathBuf::new(), Err(std::io::Error::other(e))));
+        match written {
+            (_, Ok(flushed)) => {
+                self.metrics.state_written(flushed);
+                *last_error = None;
+            }
+            (path, Err(e)) => {
                 let text = e.to_string();
-                // Once per distinct error, not every second.
+                // Once per distinct error, not every second; the store retries by compacting.
                 if last_error.as_deref() != Some(&text) {
                     tracing::error!(event = "state_save_failed", path = %path.display(), error = %text, "cannot write the state file {}: {text}", path.display());
                     *last_error = Some(text);
                 }
             }
         }
+    }
+
+    /// Every connector's record into the next flush: at a clean stop, so the snapshot keeps
+    /// `last_probe` and `last_success` too.
+    fn queue_all(&self) {
+        let states = lock(&self.states);
+        let mut pending = lock(&self.pending);
+        for (name, state) in &states.connectors {
+            pending.insert(name.clone(), Some(state.to_record()));
+        }
+    }
+}
+
+/// Flushes every [`FLUSH_EVERY`] until aborted, in a task of its own so that a slow disk or
+/// a compaction never holds up the main loop's heartbeat.
+async fn flusher(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error = None;
+    loop {
+        tick.tick().await;
+        shared.flush(false, &mut last_error).await;
     }
 }
 
@@ -223,16 +261,27 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
         }
     };
     vantage::set(&config.daemon.vantage);
-    let (mut states, problem) = match &config.daemon.state_file {
-        Some(p) => States::load(p),
-        None => (States::default(), None),
+    let (mut states, mut store, problems) = match &config.daemon.state_file {
+        Some(p) => {
+            let (states, store, problems) = Store::open(p);
+            (states, Some(store), problems)
+        }
+        None => (States::default(), None, Vec::new()),
     };
-    if let Some(p) = problem {
+    for p in problems {
         tracing::warn!(event = "state_load_failed", error = %p, "{p}");
     }
-    states.retain(&names(&config));
-    for said in states.clamp_future_dates(OffsetDateTime::now_utc()) {
+    let mut batch = Batch::new();
+    for gone in states.retain(&names(&config)) {
+        batch.insert(gone, None);
+    }
+    for (name, said) in states.clamp_future_dates(OffsetDateTime::now_utc()) {
         tracing::warn!(event = "state_date_clamped", "{said}");
+        batch.insert(name.clone(), Some(states.connectors[&name].to_record()));
+        // The snapshot itself must not keep the date.
+        if let Some(s) = store.as_mut() {
+            s.compact_soon();
+        }
     }
     let shared = Arc::new(Shared {
         metrics: Metrics::new(
@@ -243,7 +292,8 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
         faults: Faults::default(),
         board: history::start(config.daemon.state_file.as_deref(), names(&config)),
         states: Mutex::new(states),
-        dirty: AtomicBool::new(false),
+        pending: Mutex::new(batch),
+        store: Mutex::new(store),
         runtime: RwLock::new(Runtime::new(&config)),
     });
     shared.heartbeat.beat();
@@ -293,23 +343,50 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
         (w / 2).min(Duration::from_secs(1))
     });
     let mut tick = tokio::time::interval(tick_every);
-    let mut flush_tick = tokio::time::interval(FLUSH_EVERY);
-    let mut save_error = None;
+    let flushing = tokio::spawn(flusher(shared.clone()));
+    // The status page's history is written on a tick of its own (it limits itself further).
+    let mut history_tick = tokio::time::interval(FLUSH_EVERY);
     let mut history_error = None;
+    let mut last_tick = Instant::now();
+    // A reload's parsing, in flight on a blocking thread; the loop keeps ticking meanwhile.
+    let mut loading: Option<JoinHandle<Result<Config, ConfigError>>> = None;
+    let mut reload_again = false;
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some(new) = reload(path, shard, &shared, &mut scheduler, &mut http, &config).await {
+                if loading.is_some() {
+                    // A signal during a load: the file may have changed after it was read.
+                    reload_again = true;
+                } else {
+                    loading = Some(start_loading(path, shard));
+                }
+            }
+            loaded = async { loading.as_mut().expect("guarded").await }, if loading.is_some() => {
+                loading = None;
+                // The load panicked: reported like a configuration that does not load.
+                let loaded = loaded.unwrap_or_else(|e| Err(ConfigError {
+                    file: path.to_owned(),
+                    line: None,
+                    column: None,
+                    key: None,
+                    message: format!("loading the configuration failed: {e}"),
+                }));
+                if let Some(new) = reload(loaded, &shared, &mut scheduler, &mut http, &config).await {
                     config = new;
+                }
+                if std::mem::take(&mut reload_again) {
+                    loading = Some(start_loading(path, shard));
                 }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = flush_tick.tick() => {
-                shared.flush(&mut save_error).await;
+            _ = history_tick.tick() => {
                 history::flush(&shared, &mut history_error, false).await;
             }
             _ = tick.tick() => {
+                let now = Instant::now();
+                shared.metrics.ticked(now - last_tick);
+                last_tick = now;
                 shared.heartbeat.beat();
                 if watchdog.is_some() {
                     notify(&[sd_notify::NotifyState::Watchdog]);
@@ -332,7 +409,10 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     if let Some((_, task)) = http.take() {
         task.abort();
     }
-    shared.flush(&mut save_error).await;
+    // The flusher's batch in flight, if any, finishes first: the store is taken in turn.
+    flushing.abort();
+    shared.queue_all();
+    shared.flush(true, &mut None).await;
     history::flush(&shared, &mut history_error, true).await;
     tracing::info!(
         event = "daemon_stopped",
@@ -343,8 +423,8 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
 }
 
 /// A second `SIGTERM` or `SIGINT` during the grace period: the operator wants out now. The
-/// in-flight probes are abandoned and the state is not written again (it was at most
-/// [`FLUSH_EVERY`] old), so a hung disk cannot hold the exit either.
+/// in-flight probes are abandoned and the state is not written again (what changed was
+/// journaled at most [`FLUSH_EVERY`] ago), so a hung disk cannot hold the exit either.
 fn stop_now() -> ExitCode {
     tracing::warn!(
         event = "daemon_stopped",
@@ -354,24 +434,30 @@ fn stop_now() -> ExitCode {
     ExitCode::from(1)
 }
 
-fn names(config: &Config) -> BTreeSet<&str> {
+fn names(config: &Config) -> HashSet<&str> {
     config.connectors.iter().map(|c| c.name.as_str()).collect()
 }
 
-/// `SIGHUP`: loads the configuration again. A bad one is logged and changes nothing.
+/// Reads and validates the configuration on a blocking thread: at 100,000 connectors that
+/// takes most of a second, which the main loop's ticks must not wait for.
+fn start_loading(path: &Path, shard: Option<Shard>) -> JoinHandle<Result<Config, ConfigError>> {
+    let usec = sd_notify::NotifyState::monotonic_usec_now().ok();
+    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+    reloading.extend(usec);
+    notify(&reloading);
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || crate::shard::load(&path, shard))
+}
+
+/// `SIGHUP`: applies the configuration loaded again. A bad one is logged and changes nothing.
 async fn reload(
-    path: &Path,
-    shard: Option<Shard>,
+    loaded: Result<Config, ConfigError>,
     shared: &Arc<Shared>,
     scheduler: &mut Scheduler,
     http: &mut Option<(SocketAddr, JoinHandle<()>)>,
     old: &Config,
 ) -> Option<Config> {
-    let usec = sd_notify::NotifyState::monotonic_usec_now().ok();
-    let mut reloading = vec![sd_notify::NotifyState::Reloading];
-    reloading.extend(usec);
-    notify(&reloading);
-    let result = match crate::shard::load(path, shard) {
+    let result = match loaded {
         Err(e) => {
             shared.metrics.reloaded(false);
             tracing::error!(event = "config_reload_failed", error = %e, "the new configuration was rejected; the previous one keeps running: {e}");
@@ -403,25 +489,32 @@ async fn reload(
                 }
             }
             {
+                // Built before the lock is taken: the probes read the runtime at every start.
+                let fresh = Runtime::new(&new);
                 let mut rt = write(&shared.runtime);
                 let concurrency = rt.concurrency;
                 let limits = rt.limits.clone();
-                *rt = Runtime::new(&new);
+                *rt = fresh;
                 if concurrency == new.daemon.concurrency {
                     // Keep the pools, so probes in flight still count against the limit.
                     rt.limits = limits;
                 }
             }
+            if new.daemon.state_file != old.daemon.state_file {
+                move_state_file(shared, new.daemon.state_file.as_deref());
+            }
             let (changes, removed) = scheduler.apply(&new.connectors);
-            lock(&shared.states).retain(&names(&new));
             shared.board.configure(names(&new));
+            // One removal at a time, not a pass over every state under the lock the probes
+            // take: a reload that removes a few connectors of 100,000 costs a few lookups.
             for name in &removed {
+                lock(&shared.states).connectors.remove(name);
+                lock(&shared.pending).insert(name.clone(), None);
                 shared.metrics.forget(name);
                 shared.faults.forget(name);
             }
             shared.metrics.set_connectors(new.connectors.len());
             shared.metrics.reloaded(true);
-            shared.dirty.store(true, Ordering::Release);
             tracing::info!(
                 event = "config_reloaded",
                 connectors = new.connectors.len(),
@@ -438,4 +531,11 @@ async fn reload(
     };
     notify(&[sd_notify::NotifyState::Ready]);
     result
+}
+
+/// `state_file` changed in a reload: the new file gets every record at the next flush; an
+/// empty `state_file` stops writing. Rare, so the one pass over the states is acceptable.
+fn move_state_file(shared: &Shared, path: Option<&Path>) {
+    let store = path.map(|p| Store::adopt(p, &lock(&shared.states)));
+    *lock(&shared.store) = store;
 }

@@ -168,7 +168,9 @@ async fn run_connector(shared: Arc<Shared>, connector: Connector, mut stop: watc
         let started = Instant::now();
         // Once started, a probe runs to its end (bounded by its timeouts), even during
         // shutdown: `Scheduler::shutdown` waits for it, up to its grace period.
-        let verdict = probe_connector_in(&ctx, &connector, &place).await;
+        // Boxed: a task spends its life asleep, and the probe's state machine, inline, would
+        // make each of 100,000 sleeping tasks as large as a running probe.
+        let verdict = Box::pin(probe_connector_in(&ctx, &connector, &place)).await;
         drop(place);
         shared.record(&connector, verdict);
         // A probe that overran its interval is followed at once by the next, not by a burst

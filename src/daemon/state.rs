@@ -1,13 +1,34 @@
 //! What the daemon remembers per connector, and how it survives a restart.
 //!
-//! The file is JSON, written atomically through [`crate::files::replace`] (a fresh temporary
-//! file, fsync, rename, fsync of the directory), so a crash mid-write leaves the previous
-//! version. A missing file is a fresh start; an unreadable, oversized or corrupted one is a
-//! logged warning, kept aside for inspection, and a fresh start: never a crash. Dates in the
-//! future are brought back to the present (see [`States::clamp_future_dates`]).
+//! Two files: a snapshot (`state.json`) and a journal beside it (`state.json.journal`).
+//!
+//! * The snapshot holds every connector's record. It is written whole, atomically, through
+//!   [`crate::files::replace`] (a fresh temporary file, fsync, rename, fsync of the
+//!   directory), so a crash mid-write leaves the previous version; and only at a compaction.
+//! * The journal is appended to: one JSON line per connector whose record changed in a way a
+//!   restart needs (status, code, `failing_since`, the alerts raised, the certificates
+//!   warned about; not `last_probe` or `last_success`, which change at every probe), at most
+//!   one batch and one fsync per flush. A connector removed from the configuration is a line
+//!   with a `null` state.
+//! * A compaction writes the snapshot afresh from the records and starts an empty journal:
+//!   when the journal outgrows twice the snapshot (at least [`JOURNAL_FLOOR`]) or
+//!   [`MAX_BYTES`], and at a clean stop (which also keeps every `last_probe`).
+//! * Each snapshot carries a generation and each journal starts with the generation of the
+//!   snapshot it follows; a journal of another generation is left over from a compaction
+//!   interrupted between its two steps, and everything in it is already in the snapshot.
+//!
+//! Loading is the snapshot, then the journal's lines in order (each line is a connector's
+//! whole record, so the last one wins). A torn last line (a crash mid-append, before its
+//! fsync, so never acknowledged) is ignored; so is a line that does not parse anywhere else,
+//! with a warning; either makes the next flush a compaction, so nothing is appended after
+//! garbage. A missing snapshot is a fresh start; an unreadable, oversized or corrupted one is
+//! a logged warning, kept aside for inspection, and a fresh start: never a crash. Dates in
+//! the future are brought back to the present (see [`States::clamp_future_dates`]).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -17,9 +38,15 @@ use crate::verdict::Status;
 
 /// Bumped when the format changes incompatibly; an unknown version is a fresh start.
 const VERSION: u32 = 1;
-/// The largest state file read. A connector's state is well under 1 KiB, so this holds
-/// tens of thousands of connectors; anything larger is not a state file.
+/// The largest snapshot read, and the journal size that forces a compaction. A connector's
+/// record is a few hundred bytes, so this holds well over 100,000 connectors; anything
+/// larger is not a state file.
 pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest journal read: it is compacted once past [`MAX_BYTES`], plus one batch.
+const MAX_JOURNAL_BYTES: u64 = 2 * MAX_BYTES;
+/// A journal smaller than this is never compacted for its size: for a small fleet, a
+/// compaction per few changes would cost more than the journal's replay saves.
+pub const JOURNAL_FLOOR: u64 = 1024 * 1024;
 
 /// The alerts already raised in the current failing episode, so each fires once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,35 +56,91 @@ pub struct Raised {
     pub ndr_expected: bool,
 }
 
-/// One connector's state.
+impl Raised {
+    fn is_none(&self) -> bool {
+        *self == Raised::default()
+    }
+}
+
+/// One connector's state. Empty fields are left out of the files, which keeps a healthy
+/// connector's record (written at every compaction) small.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectorState {
     /// `None` until the first probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub eop_status: Option<String>,
     /// When the current failing episode began: the start of EOP's queueing, and of the NDR
     /// countdown.
-    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failing_since: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_success: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_probe: Option<OffsetDateTime>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Raised::is_none")]
     pub raised: Raised,
     /// `target|not_after` of certificates already reported as expiring.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub certificates_warned: BTreeSet<String>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+impl ConnectorState {
+    /// Whether `self` and `other` differ in what a restart needs: everything but the two
+    /// timestamps every probe moves. Only such a change is written to the journal.
+    pub fn differs_durably(&self, other: &ConnectorState) -> bool {
+        self.status != other.status
+            || self.code != other.code
+            || self.eop_status != other.eop_status
+            || self.failing_since != other.failing_since
+            || self.raised != other.raised
+            || self.certificates_warned != other.certificates_warned
+    }
+
+    /// The record as the files hold it.
+    pub fn to_record(&self) -> String {
+        serde_json::to_string(self).expect("a state serialises")
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
 struct StateFile {
     version: u32,
+    /// Absent in files written before the journal: generation 0.
+    #[serde(default)]
+    generation: u64,
     connectors: BTreeMap<String, ConnectorState>,
 }
 
-/// Why the state file was not used at start.
+/// The first line of a journal.
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalHeader {
+    generation: u64,
+}
+
+/// Every other line of a journal: a connector's new record, or `null` once it is removed.
+#[derive(Debug, Deserialize)]
+struct JournalLine {
+    connector: String,
+    state: Option<ConnectorState>,
+}
+
+/// Why the state files were not (wholly) used at start.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadProblem {
     #[error("cannot read {path}: {source}")]
@@ -68,6 +151,8 @@ pub enum LoadProblem {
         reason: String,
         kept: PathBuf,
     },
+    #[error("{path}: {lines} line(s) before the last are corrupted and were skipped")]
+    JournalDamaged { path: PathBuf, lines: usize },
 }
 
 /// All connectors' states.
@@ -77,62 +162,16 @@ pub struct States {
 }
 
 impl States {
-    /// Loads `path`. A missing file is an empty state without a problem; anything else that
-    /// prevents using the file is an empty state and a problem to log.
+    /// Loads the snapshot at `path` and replays its journal; see [`Store::open`].
     pub fn load(path: &Path) -> (States, Option<LoadProblem>) {
-        let bytes = match crate::files::read_bounded(path, MAX_BYTES) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return (States::default(), None),
-            Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
-                return (States::default(), Some(set_aside(path, e.to_string())));
-            }
-            Err(source) => {
-                let problem = LoadProblem::Unreadable {
-                    path: path.to_owned(),
-                    source,
-                };
-                return (States::default(), Some(problem));
-            }
-        };
-        let reason = match serde_json::from_slice::<StateFile>(&bytes) {
-            Ok(file) if file.version == VERSION => {
-                return (
-                    States {
-                        connectors: file.connectors,
-                    },
-                    None,
-                );
-            }
-            Ok(file) => format!("unknown format version {}", file.version),
-            Err(e) => e.to_string(),
-        };
-        (States::default(), Some(set_aside(path, reason)))
+        let (states, _, mut problems) = Store::open(path);
+        (states, problems.drain(..).next())
     }
 
-    /// The file's contents, made while the caller holds the state briefly; the slow part,
-    /// writing them, is [`save_bytes`].
-    pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
-        #[derive(Serialize)]
-        struct Borrowed<'a> {
-            version: u32,
-            connectors: &'a BTreeMap<String, ConnectorState>,
-        }
-        let file = Borrowed {
-            version: VERSION,
-            connectors: &self.connectors,
-        };
-        serde_json::to_vec_pretty(&file).map_err(io::Error::other)
-    }
-
-    /// Writes the state atomically.
-    pub fn save(&self, path: &Path) -> io::Result<()> {
-        save_bytes(path, &self.to_bytes()?)
-    }
-
-    /// Brings dates later than `now` back to `now`, and says which. A date from the future
-    /// comes from a clock that was wrong, or from a file someone wrote: kept, a
-    /// `failing_since` of 9999-12-31 would postpone every alert forever.
-    pub fn clamp_future_dates(&mut self, now: OffsetDateTime) -> Vec<String> {
+    /// Brings dates later than `now` back to `now`, and says which connectors and how. A
+    /// date from the future comes from a clock that was wrong, or from a file someone wrote:
+    /// kept, a `failing_since` of 9999-12-31 would postpone every alert forever.
+    pub fn clamp_future_dates(&mut self, now: OffsetDateTime) -> Vec<(String, String)> {
         let mut clamped = Vec::new();
         for (name, state) in &mut self.connectors {
             for (field, date) in [
@@ -141,9 +180,12 @@ impl States {
                 ("last_probe", &mut state.last_probe),
             ] {
                 if let Some(d) = date.filter(|d| *d > now) {
-                    clamped.push(format!(
-                        "{name}: {field} {} is in the future; using the present instead",
-                        crate::daemon::events::rfc3339(d)
+                    clamped.push((
+                        name.clone(),
+                        format!(
+                            "{name}: {field} {} is in the future; using the present instead",
+                            crate::daemon::events::rfc3339(d)
+                        ),
                     ));
                     *date = Some(now);
                 }
@@ -152,16 +194,320 @@ impl States {
         clamped
     }
 
-    /// Forgets connectors that are no longer configured.
-    pub fn retain(&mut self, names: &BTreeSet<&str>) {
-        self.connectors
-            .retain(|name, _| names.contains(name.as_str()));
+    /// Forgets connectors that are no longer configured, and returns their names.
+    pub fn retain(&mut self, names: &HashSet<&str>) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.connectors.retain(|name, _| {
+            let keep = names.contains(name.as_str());
+            if !keep {
+                gone.push(name.clone());
+            }
+            keep
+        });
+        gone
     }
 }
 
-/// Writes a state file's bytes atomically.
-pub fn save_bytes(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    crate::files::replace(path, bytes, None)
+/// A batch for [`Store::flush`]: each changed connector's record, `None` for a removed one.
+pub type Batch = HashMap<String, Option<String>>;
+
+/// What a flush did, for the logs and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Flushed {
+    /// Nothing to write.
+    #[default]
+    Nothing,
+    /// Lines appended to the journal, and one fsync.
+    Appended { lines: usize, bytes: u64 },
+    /// The snapshot written afresh, and an empty journal started.
+    Compacted { bytes: u64 },
+}
+
+/// The writer of the state files. It keeps each connector's record as it last wrote it, so
+/// a compaction needs nothing from the daemon's shared state (and holds none of its locks).
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    journal_path: PathBuf,
+    generation: u64,
+    records: HashMap<String, String>,
+    snapshot_bytes: Option<u64>,
+    journal: Option<File>,
+    journal_bytes: u64,
+    /// The next flush compacts: the journal on disk cannot be appended to, or a write failed
+    /// and the files may lack a batch the records hold.
+    must_compact: bool,
+}
+
+/// The journal's path: the state file's, with `.journal` added.
+pub fn journal_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".journal");
+    PathBuf::from(p)
+}
+
+impl Store {
+    /// Reads the snapshot and replays the journal. Nothing is written: a journal that
+    /// cannot be appended to (torn, damaged, or of another generation) is replaced by the
+    /// first flush, which compacts.
+    pub fn open(path: &Path) -> (States, Store, Vec<LoadProblem>) {
+        let mut problems = Vec::new();
+        let (file, snapshot_bytes) = match read_snapshot(path) {
+            Ok(Some((file, bytes))) => (file, Some(bytes)),
+            Ok(None) => (StateFile::default(), None),
+            Err(p) => {
+                problems.push(p);
+                (StateFile::default(), None)
+            }
+        };
+        let mut store = Store {
+            path: path.to_owned(),
+            journal_path: journal_path(path),
+            generation: file.generation,
+            records: HashMap::with_capacity(file.connectors.len()),
+            snapshot_bytes,
+            journal: None,
+            journal_bytes: 0,
+            must_compact: false,
+        };
+        let mut states = States {
+            connectors: file.connectors,
+        };
+        match store.replay(&mut states) {
+            Ok(()) => {}
+            Err(p) => {
+                store.must_compact = true;
+                problems.extend(p);
+            }
+        }
+        for (name, state) in &states.connectors {
+            store.records.insert(name.clone(), state.to_record());
+        }
+        (states, store, problems)
+    }
+
+    /// A store at `path` for `states` (the state file moved in a reload): the first flush
+    /// writes it whole.
+    pub fn adopt(path: &Path, states: &States) -> Store {
+        Store {
+            path: path.to_owned(),
+            journal_path: journal_path(path),
+            generation: 0,
+            records: states
+                .connectors
+                .iter()
+                .map(|(n, s)| (n.clone(), s.to_record()))
+                .collect(),
+            snapshot_bytes: None,
+            journal: None,
+            journal_bytes: 0,
+            must_compact: true,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next flush rewrites the snapshot, e.g. after dates were corrected at load.
+    pub fn compact_soon(&mut self) {
+        self.must_compact = true;
+    }
+
+    /// Applies `batch` to the records and makes it durable: appended to the journal with one
+    /// fsync, or by a compaction when one is due or `compact` asks for it. An error leaves
+    /// the batch in the records and the next flush compacts, so a failed write is retried
+    /// whole, never lost from memory.
+    pub fn flush(&mut self, batch: Batch, compact: bool) -> io::Result<Flushed> {
+        if batch.is_empty() && !compact && !self.must_compact {
+            return Ok(Flushed::Nothing);
+        }
+        let mut lines = Vec::new();
+        let count = batch.len();
+        for (name, record) in batch {
+            append_line(&mut lines, &name, record.as_deref());
+            match record {
+                Some(r) => self.records.insert(name, r),
+                None => self.records.remove(&name),
+            };
+        }
+        let due = compact
+            || self.must_compact
+            || self.snapshot_bytes.is_none()
+            || self.journal_bytes + lines.len() as u64 > self.compaction_threshold();
+        let result = if due {
+            self.compact().map(|bytes| Flushed::Compacted { bytes })
+        } else {
+            self.append(&lines).map(|()| Flushed::Appended {
+                lines: count,
+                bytes: lines.len() as u64,
+            })
+        };
+        if result.is_err() {
+            self.must_compact = true;
+            self.journal = None;
+        }
+        result
+    }
+
+    fn compaction_threshold(&self) -> u64 {
+        (2 * self.snapshot_bytes.unwrap_or(0)).clamp(JOURNAL_FLOOR, MAX_BYTES)
+    }
+
+    fn append(&mut self, lines: &[u8]) -> io::Result<()> {
+        if self.journal.is_none() {
+            self.journal = Some(self.start_journal()?);
+        }
+        let journal = self.journal.as_mut().expect("just opened");
+        journal.write_all(lines)?;
+        journal.sync_data()?;
+        self.journal_bytes += lines.len() as u64;
+        Ok(())
+    }
+
+    /// An empty journal of the current generation, durably in place, opened for appending
+    /// (never through a symbolic link).
+    fn start_journal(&mut self) -> io::Result<File> {
+        let mut header = serde_json::to_vec(&JournalHeader {
+            generation: self.generation,
+        })
+        .map_err(io::Error::other)?;
+        header.push(b'\n');
+        crate::files::replace(&self.journal_path, &header, None)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&self.journal_path)?;
+        self.journal_bytes = header.len() as u64;
+        Ok(file)
+    }
+
+    /// Writes the snapshot of the next generation, then starts its journal. A crash between
+    /// the two leaves the old journal, which the next load recognises as older and skips.
+    fn compact(&mut self) -> io::Result<u64> {
+        self.journal = None;
+        let generation = self.generation + 1;
+        let bytes = self.render(generation);
+        crate::files::replace(&self.path, &bytes, None)?;
+        self.generation = generation;
+        self.snapshot_bytes = Some(bytes.len() as u64);
+        self.journal = Some(self.start_journal()?);
+        self.must_compact = false;
+        Ok(bytes.len() as u64)
+    }
+
+    /// The snapshot: the records in name order (a stable file that diffs well).
+    fn render(&self, generation: u64) -> Vec<u8> {
+        let mut names: Vec<&String> = self.records.keys().collect();
+        names.sort_unstable();
+        let size: usize = self
+            .records
+            .iter()
+            .map(|(n, r)| n.len() + r.len() + 8)
+            .sum();
+        let mut out = Vec::with_capacity(size + 64);
+        out.extend_from_slice(
+            format!("{{\"version\":{VERSION},\"generation\":{generation},\"connectors\":{{")
+                .as_bytes(),
+        );
+        for (i, name) in names.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\n");
+            out.extend_from_slice(json_string(name).as_bytes());
+            out.push(b':');
+            out.extend_from_slice(self.records[name].as_bytes());
+        }
+        out.extend_from_slice(b"\n}}\n");
+        out
+    }
+
+    /// Replays the journal onto `states`. `Err` when it must be replaced before anything is
+    /// appended (with the problems worth a warning, possibly none).
+    fn replay(&mut self, states: &mut States) -> Result<(), Vec<LoadProblem>> {
+        let bytes = match crate::files::read_bounded(&self.journal_path, MAX_JOURNAL_BYTES) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(vec![LoadProblem::Unreadable {
+                    path: self.journal_path.clone(),
+                    source,
+                }]);
+            }
+        };
+        let mut lines = bytes.split_inclusive(|&b| b == b'\n');
+        let header = lines
+            .next()
+            .and_then(|l| serde_json::from_slice::<JournalHeader>(l).ok());
+        if header.is_none_or(|h| h.generation != self.generation) {
+            // Left over from an interrupted compaction (or not ours): already in the snapshot.
+            return Err(Vec::new());
+        }
+        let mut damaged = 0;
+        let mut torn = false;
+        for line in lines {
+            let complete = line.ends_with(b"\n");
+            match serde_json::from_slice::<JournalLine>(line) {
+                Ok(JournalLine { connector, state }) if complete => match state {
+                    Some(s) => {
+                        states.connectors.insert(connector, s);
+                    }
+                    None => {
+                        states.connectors.remove(&connector);
+                    }
+                },
+                // The last line without its newline: a crash mid-append, before the fsync
+                // that would have acknowledged it.
+                _ if !complete => torn = true,
+                _ => damaged += 1,
+            }
+        }
+        self.journal_bytes = bytes.len() as u64;
+        match (damaged, torn) {
+            (0, false) => Ok(()),
+            (0, true) => Err(Vec::new()),
+            (lines, _) => Err(vec![LoadProblem::JournalDamaged {
+                path: self.journal_path.clone(),
+                lines,
+            }]),
+        }
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
+}
+
+fn append_line(out: &mut Vec<u8>, name: &str, record: Option<&str>) {
+    out.extend_from_slice(b"{\"connector\":");
+    out.extend_from_slice(json_string(name).as_bytes());
+    out.extend_from_slice(b",\"state\":");
+    out.extend_from_slice(record.unwrap_or("null").as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// The snapshot and its size; `None` when there is none.
+fn read_snapshot(path: &Path) -> Result<Option<(StateFile, u64)>, LoadProblem> {
+    let bytes = match crate::files::read_bounded(path, MAX_BYTES) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+            return Err(set_aside(path, e.to_string()));
+        }
+        Err(source) => {
+            return Err(LoadProblem::Unreadable {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let reason = match serde_json::from_slice::<StateFile>(&bytes) {
+        Ok(file) if file.version == VERSION => return Ok(Some((file, bytes.len() as u64))),
+        Ok(file) => format!("unknown format version {}", file.version),
+        Err(e) => e.to_string(),
+    };
+    Err(set_aside(path, reason))
 }
 
 /// Moves a file that cannot be used to `NAME.corrupt-UNIXTIME` beside it, for inspection.
@@ -187,6 +533,220 @@ fn set_aside(path: &Path, reason: String) -> LoadProblem {
 mod tests {
     use super::*;
 
+    /// `states` as a snapshot of its own (and no journal), through a store.
+    fn save(states: &States, path: &Path) {
+        let mut store = Store::adopt(path, states);
+        store.flush(Batch::new(), true).unwrap();
+    }
+
+    fn failing(since: i64, code: &str) -> ConnectorState {
+        ConnectorState {
+            status: Some(Status::Failing),
+            code: Some(code.into()),
+            failing_since: Some(OffsetDateTime::from_unix_timestamp(since).unwrap()),
+            ..Default::default()
+        }
+    }
+
+    fn one(name: &str, state: &ConnectorState) -> Batch {
+        Batch::from([(name.to_owned(), Some(state.to_record()))])
+    }
+
+    #[test]
+    fn changes_go_to_the_journal_and_a_restart_replays_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (_, mut store, problems) = Store::open(&path);
+        assert!(problems.is_empty());
+        let a = failing(1_700_000_000, "450 4.4.316");
+        // The first write makes the snapshot (there is none yet); later ones append.
+        assert!(matches!(
+            store.flush(one("a", &a), false).unwrap(),
+            Flushed::Compacted { .. }
+        ));
+        let snapshot = std::fs::read(&path).unwrap();
+        let mut b = failing(1_700_000_100, "450 4.7.320");
+        b.raised.queue_alert = true;
+        b.certificates_warned.insert("127.0.0.1:25|2030".into());
+        assert!(matches!(
+            store.flush(one("b", &b), false).unwrap(),
+            Flushed::Appended { lines: 1, .. }
+        ));
+        let mut a2 = a.clone();
+        a2.raised.ndr_imminent = true;
+        store.flush(one("a", &a2), false).unwrap();
+        assert_eq!(store.flush(Batch::new(), false).unwrap(), Flushed::Nothing);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            snapshot,
+            "appends leave the snapshot alone"
+        );
+
+        // A restart (or kill -9 after these flushes): failing_since and the raised flags.
+        let (back, _, problems) = Store::open(&path);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(back.connectors["a"], a2);
+        assert_eq!(back.connectors["b"], b);
+
+        let removed = Batch::from([("a".to_owned(), None)]);
+        store.flush(removed, false).unwrap();
+        let (back, _, _) = Store::open(&path);
+        assert_eq!(back.connectors.keys().collect::<Vec<_>>(), ["b"]);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_the_next_flush_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (_, mut store, _) = Store::open(&path);
+        let a = failing(1_700_000_000, "450 4.4.316");
+        store.flush(one("a", &a), false).unwrap();
+        let b = failing(1_700_000_100, "450 4.4.317");
+        store.flush(one("b", &b), false).unwrap();
+        drop(store);
+        // A crash in the middle of appending c's line, before its fsync.
+        let journal = journal_path(&path);
+        let mut text = std::fs::read(&journal).unwrap();
+        text.extend_from_slice(br#"{"connector":"c","state":{"status":"fai"#);
+        std::fs::write(&journal, &text).unwrap();
+
+        let (back, mut store, problems) = Store::open(&path);
+        assert!(problems.is_empty(), "a torn tail is expected: {problems:?}");
+        assert_eq!(back.connectors.len(), 2);
+        assert_eq!(back.connectors["b"], b);
+        // Nothing is appended after the torn line: the next flush starts afresh.
+        let c = failing(1_700_000_200, "450 4.4.316");
+        assert!(matches!(
+            store.flush(one("c", &c), false).unwrap(),
+            Flushed::Compacted { .. }
+        ));
+        let (back, _, problems) = Store::open(&path);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(back.connectors.len(), 3);
+        assert_eq!(back.connectors["c"], c);
+    }
+
+    #[test]
+    fn a_damaged_line_is_skipped_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (_, mut store, _) = Store::open(&path);
+        store
+            .flush(one("a", &failing(1, "450 4.4.316")), false)
+            .unwrap();
+        store
+            .flush(one("b", &failing(2, "450 4.4.316")), false)
+            .unwrap();
+        drop(store);
+        let journal = journal_path(&path);
+        let text = std::fs::read_to_string(&journal).unwrap();
+        let text = text.replace("\"connector\":\"b\"", "\"connector\":\u{0}");
+        std::fs::write(
+            &journal,
+            format!("{text}{{\"connector\":\"c\",\"state\":null}}\n"),
+        )
+        .unwrap();
+        let (back, _, problems) = Store::open(&path);
+        assert!(
+            matches!(problems[..], [LoadProblem::JournalDamaged { lines: 1, .. }]),
+            "{problems:?}"
+        );
+        assert_eq!(back.connectors.keys().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn a_long_journal_is_compacted_into_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (_, mut store, _) = Store::open(&path);
+        let mut flushes = Vec::new();
+        // 50 connectors flapping: each change a line, until the journal passes its floor.
+        for i in 0..400 {
+            let batch = (0..50)
+                .map(|c| {
+                    let mut s = failing(1_700_000_000 + i, "450 4.4.316");
+                    s.eop_status = Some(format!("450 4.4.316 Connection refused, change {i}"));
+                    (format!("flappy-{c}"), Some(s.to_record()))
+                })
+                .collect();
+            flushes.push(store.flush(batch, false).unwrap());
+        }
+        let compactions = flushes
+            .iter()
+            .filter(|f| matches!(f, Flushed::Compacted { .. }))
+            .count();
+        // The first write, and one each time the journal outgrows its floor (1 MiB of
+        // lines of about 170 bytes: every 6,000 or so of the 20,000).
+        assert!((2..=4).contains(&compactions), "{compactions} compactions");
+        let journal = std::fs::metadata(journal_path(&path)).unwrap().len();
+        assert!(journal <= JOURNAL_FLOOR, "{journal}");
+        let (back, _, problems) = Store::open(&path);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            back.connectors["flappy-49"].failing_since,
+            Some(OffsetDateTime::from_unix_timestamp(1_700_000_399).unwrap())
+        );
+    }
+
+    #[test]
+    fn a_compaction_interrupted_before_the_new_journal_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (_, mut store, _) = Store::open(&path);
+        let old = failing(1, "450 4.4.316");
+        store.flush(one("a", &old), false).unwrap();
+        store
+            .flush(one("a", &failing(2, "450 4.4.316")), false)
+            .unwrap();
+        let stale_journal = std::fs::read(journal_path(&path)).unwrap();
+        let newest = failing(3, "450 4.7.320");
+        store.flush(one("a", &newest), true).unwrap();
+        // As if the crash came after the snapshot's rename, before the journal's: the old
+        // journal's lines are older than the snapshot and must not be replayed over it.
+        std::fs::write(journal_path(&path), stale_journal).unwrap();
+        let (back, mut store, problems) = Store::open(&path);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(back.connectors["a"], newest);
+        assert!(
+            matches!(
+                store.flush(Batch::new(), false).unwrap(),
+                Flushed::Compacted { .. }
+            ),
+            "the stale journal is replaced before anything is appended"
+        );
+    }
+
+    #[test]
+    fn a_file_from_before_the_journal_still_loads() {
+        let text = br#"{"version": 1, "connectors": {"c": {"status": "failing",
+            "code": "450 4.4.316", "eop_status": null, "failing_since": "2023-11-14T22:13:20Z",
+            "last_success": null, "last_probe": null,
+            "raised": {"queue_alert": true, "ndr_imminent": false, "ndr_expected": false},
+            "certificates_warned": []}}}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, text).unwrap();
+        let (s, problem) = States::load(&path);
+        assert!(problem.is_none(), "{problem:?}");
+        let mut want = failing(1_700_000_000, "450 4.4.316");
+        want.raised.queue_alert = true;
+        assert_eq!(s.connectors["c"], want);
+    }
+
+    #[test]
+    fn only_durable_fields_count_as_a_change() {
+        let a = failing(1, "450 4.4.316");
+        let mut b = a.clone();
+        b.last_probe = Some(OffsetDateTime::from_unix_timestamp(5).unwrap());
+        b.last_success = Some(OffsetDateTime::from_unix_timestamp(4).unwrap());
+        assert!(!a.differs_durably(&b));
+        b.raised.ndr_expected = true;
+        assert!(a.differs_durably(&b));
+        let mut c = a.clone();
+        c.certificates_warned.insert("x".into());
+        assert!(a.differs_durably(&c));
+    }
+
     #[test]
     fn round_trip_and_bad_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -209,7 +769,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        s.save(&path).unwrap();
+        save(&s, &path);
         let (back, problem) = States::load(&path);
         assert!(problem.is_none());
         assert_eq!(back.connectors, s.connectors);
@@ -274,7 +834,11 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let said = s.clamp_future_dates(now);
         assert_eq!(said.len(), 1, "{said:?}");
-        assert!(said[0].contains("c: failing_since 9999-12-31"), "{said:?}");
+        assert_eq!(said[0].0, "c");
+        assert!(
+            said[0].1.contains("c: failing_since 9999-12-31"),
+            "{said:?}"
+        );
         let c = &s.connectors["c"];
         assert_eq!(c.failing_since, Some(now));
         assert_eq!(

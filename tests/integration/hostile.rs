@@ -218,7 +218,12 @@ async fn a_black_holed_connector_does_not_hold_up_the_next() {
     first.name = "dead".into();
     let mut second = connector_to(live.addr, TlsMode::Opportunistic, timeouts);
     second.name = "live".into();
-    let v = probe_all(&ctx, &[first, second], 1).await;
+    let mut v = Vec::new();
+    probe_all(&ctx, &[first, second], 1, |verdict| v.push(verdict)).await;
+    // Handed over as the probes end: the live one first.
+    let names: Vec<&str> = v.iter().map(|v| v.connector.as_str()).collect();
+    assert_eq!(names, ["live", "dead"]);
+    v.reverse();
     assert_eq!(code(&v[0]), "450 4.4.315", "{:#?}", v[0].targets);
     assert_eq!(code(&v[1]), "warning", "{:#?}", v[1].targets);
     let ended = |v: &ConnectorVerdict| {

@@ -19,6 +19,8 @@
 //! * `shards`: `check-config --shard`, the shard from a pod's ordinal, a sharded daemon's
 //!   connectors, metric labels and event lines.
 //! * `page`: the status page in headless Chromium, its JSON API and its history (issue 16).
+//! * `scale`: the state journal, a large configuration in the daemon, `probe --all` streaming
+//!   (issue 14).
 //! * `peers`: real third-party peers (Postfix, smtp-sink, dnsmasq, iptables) against the binary.
 
 mod classification;
@@ -37,5 +39,6 @@ mod peers;
 mod properties;
 mod resolution;
 mod revocation;
+mod scale;
 mod shards;
 mod util;
