@@ -427,13 +427,7 @@ pub async fn probe_target(
     target: Target,
     place: &Place,
 ) -> TargetVerdict {
-    let mut run = Run::new(
-        &c.settings,
-        c.tls_domain.as_ref(),
-        &target.host,
-        Some(target.addr),
-        target.addr.port(),
-    );
+    let mut run = Run::for_target(c, &target);
     if let Some(r) = target.resolve_ms {
         run.timings.insert(Stage::Resolve, r);
     }
@@ -449,13 +443,7 @@ pub async fn probe_target(
         // opportunistic connector, leads to the fallback below). The stages' times are both
         // attempts'.
         run.close_timing(Instant::now());
-        let mut retry = Run::new(
-            &c.settings,
-            c.tls_domain.as_ref(),
-            &target.host,
-            Some(target.addr),
-            target.addr.port(),
-        );
+        let mut retry = Run::for_target(c, &target);
         retry.timings.clone_from(&run.timings);
         let second = retry
             .session(ctx, &target, place, Attempt::Starttls(Engine::OpenSsl))
@@ -560,6 +548,17 @@ impl<'a> Run<'a> {
             enhanced_codes: false,
             no_common_algorithm: false,
         }
+    }
+
+    /// A run for a resolved target of `c`.
+    fn for_target(c: &'a Connector, target: &Target) -> Self {
+        Run::new(
+            &c.settings,
+            c.tls_domain.as_ref(),
+            &target.host,
+            Some(target.addr),
+            target.addr.port(),
+        )
     }
 
     fn mode(&self) -> TlsMode {

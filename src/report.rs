@@ -277,29 +277,16 @@ fn target(out: &mut String, t: &TargetVerdict, message_expiration: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CertificateFailureCode, TlsMode};
 
     fn verdict(name: &str, status: Status) -> ConnectorVerdict {
-        let cert = CertificateFailureCode::CertificateValidationFailed;
-        let code = (status == Status::Failing).then_some(Code::ConnectionRefused);
+        let failing = (status == Status::Failing).then_some((
+            Code::ConnectionRefused,
+            crate::verdict::Condition::ConnectRefused,
+        ));
         ConnectorVerdict {
-            connector: name.into(),
-            status,
-            code: code.map(|c| c.render(cert)),
-            title: None,
-            queue_code: code.and_then(Code::queue_code),
-            ndr: code.and_then(Code::ndr),
-            ndr_line: None,
             eop_status: Some("450 4.4.316 \"quoted\"\nand a newline".into()),
-            condition: code.map(|_| crate::verdict::Condition::ConnectRefused),
-            fix: code.map(|_| crate::verdict::Condition::ConnectRefused.fix()),
-            tls_mode: TlsMode::Opportunistic,
-            started_at: String::new(),
-            duration_ms: 1.0,
             warnings: vec!["a warning".into()],
-            targets: Vec::new(),
-            code_kind: code,
-            certificate_failure_code: cert,
+            ..ConnectorVerdict::sample(name, status, failing)
         }
     }
 

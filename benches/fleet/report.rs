@@ -191,19 +191,24 @@ impl Report {
         }
     }
 
-    /// Healthy connectors' cycle with 10 % black-holed against the all-healthy baseline.
-    fn blackholed(&self, o: &mut String) {
-        let pairs: Vec<(&CycleRow, &CycleRow)> = self
-            .cycles
+    /// Each all-healthy, all-rustls cycle with the cycle of the same size whose shape `other`
+    /// picks.
+    fn against_baseline(&self, other: impl Fn(&Shape) -> bool) -> Vec<(&CycleRow, &CycleRow)> {
+        self.cycles
             .iter()
             .filter(|r| r.shape.is_baseline())
             .filter_map(|base| {
                 self.cycles
                     .iter()
-                    .find(|r| r.shape.size == base.shape.size && r.shape.dead_every.is_some())
+                    .find(|r| r.shape.size == base.shape.size && other(&r.shape))
                     .map(|b| (base, b))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Healthy connectors' cycle with 10 % black-holed against the all-healthy baseline.
+    fn blackholed(&self, o: &mut String) {
+        let pairs = self.against_baseline(|s| s.dead_every.is_some());
         if pairs.is_empty() {
             return;
         }
@@ -234,17 +239,7 @@ impl Report {
     /// What the second TLS engine costs: a fleet where 10 % of the servers speak only
     /// ECDHE-RSA-AES256-SHA384, against the all-rustls baseline of the same size.
     fn openssl(&self, o: &mut String) {
-        let pairs: Vec<(&CycleRow, &CycleRow)> = self
-            .cycles
-            .iter()
-            .filter(|r| r.shape.is_baseline())
-            .filter_map(|base| {
-                self.cycles
-                    .iter()
-                    .find(|r| r.shape.size == base.shape.size && r.shape.openssl_every.is_some())
-                    .map(|b| (base, b))
-            })
-            .collect();
+        let pairs = self.against_baseline(|s| s.openssl_every.is_some());
         if pairs.is_empty() {
             return;
         }

@@ -304,30 +304,10 @@ pub fn emit(connector: &str, e: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CertificateFailureCode, TlsMode};
-    use crate::verdict::Code;
+    use crate::verdict::{Code, Condition};
 
     fn verdict(status: Status, code: Option<Code>) -> ConnectorVerdict {
-        let cert = CertificateFailureCode::CertificateValidationFailed;
-        ConnectorVerdict {
-            connector: "c".into(),
-            status,
-            code: code.map(|c| c.render(cert)),
-            title: None,
-            queue_code: code.and_then(Code::queue_code),
-            ndr: code.and_then(Code::ndr),
-            ndr_line: None,
-            eop_status: None,
-            condition: None,
-            fix: code.map(|_| crate::verdict::Condition::Other.fix()),
-            tls_mode: TlsMode::Opportunistic,
-            started_at: String::new(),
-            duration_ms: 1.0,
-            warnings: Vec::new(),
-            targets: Vec::new(),
-            code_kind: code,
-            certificate_failure_code: cert,
-        }
+        ConnectorVerdict::sample("c", status, code.map(|c| (c, Condition::Other)))
     }
 
     fn names(events: &[Event]) -> Vec<&'static str> {

@@ -275,9 +275,8 @@ impl TargetVerdict {
     /// Records a judged failure and the renderings of it that the JSON carries.
     pub fn fail(&mut self, judged: Judged, cert: CertificateFailureCode) {
         let code = judged.code;
+        // A DNS failure has no address (EOP had none to try), so it writes no LastAttemptedIP.
         let address = self.address.map(|a| SocketAddr::new(a, self.port));
-        // DNS failures carry no address: EOP had none to try.
-        let address = address.filter(|_| judged.failure.stage != Stage::Resolve);
         self.stage = judged.failure.stage;
         self.code = Some(code.render(cert));
         self.title = Some(code.title(cert));
@@ -377,6 +376,37 @@ impl ConnectorVerdict {
             warnings: Vec::new(),
             targets,
             certificate_failure_code: cert_code,
+        }
+    }
+
+    /// A verdict with no targets, for the tests of what renders verdicts (report, events):
+    /// `failing` carries the code and the condition.
+    #[cfg(test)]
+    pub(crate) fn sample(
+        connector: &str,
+        status: Status,
+        failing: Option<(Code, Condition)>,
+    ) -> ConnectorVerdict {
+        let cert = CertificateFailureCode::CertificateValidationFailed;
+        let code = failing.map(|(c, _)| c);
+        ConnectorVerdict {
+            connector: connector.into(),
+            status,
+            code: code.map(|c| c.render(cert)),
+            title: code.map(|c| c.title(cert)),
+            queue_code: code.and_then(Code::queue_code),
+            ndr: code.and_then(Code::ndr),
+            ndr_line: None,
+            eop_status: None,
+            condition: failing.map(|(_, c)| c),
+            fix: failing.map(|(_, c)| c.fix()),
+            tls_mode: TlsMode::Opportunistic,
+            started_at: String::new(),
+            duration_ms: 1.0,
+            warnings: Vec::new(),
+            targets: Vec::new(),
+            code_kind: code,
+            certificate_failure_code: cert,
         }
     }
 
