@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use connector_probe::certificate::CertificateInfo;
 use connector_probe::config::{CertificateFailureCode, TlsMode};
-use connector_probe::daemon::history::{Board, Transition};
+use connector_probe::daemon::history::{Board, Dates, Transition};
 use connector_probe::daemon::page::{api, render};
 use connector_probe::verdict::{
     Code, Condition, ConnectorVerdict, Failure, Judged, Outcome, Stage, Status, TargetVerdict,
@@ -166,7 +166,12 @@ fn board(n: usize) -> Board {
     for i in 0..n {
         let v = verdict(i);
         let failing = (v.status == Status::Failing).then_some(NOW - 5000);
-        board.record(&v, failing, Some(NOW - 20), NOW - 20);
+        let dates = Dates {
+            failing_since: failing,
+            last_probe: Some(NOW - 20),
+            last_success: failing.is_none().then_some(NOW - 20),
+        };
+        board.record(&v, dates, NOW - 20);
     }
     board
 }

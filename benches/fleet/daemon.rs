@@ -276,11 +276,33 @@ fn scrape() -> io::Result<(String, Duration)> {
     s.read_to_end(&mut raw)?;
     let wall = t0.elapsed();
     let text = String::from_utf8_lossy(&raw);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     Ok((body, wall))
+}
+
+/// A chunked body (`/metrics` is streamed) as the bytes it carries; what a cut-off body
+/// carried up to the cut.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").unwrap_or("");
+    }
+    out
 }
 
 /// The sum of a metric's samples (every label set).

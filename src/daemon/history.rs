@@ -90,6 +90,10 @@ pub struct TargetSummary {
     pub port: u16,
     /// The last stage reached.
     pub stage: Stage,
+    /// Whether the target accepted the session up to QUIT (`probe_success`).
+    pub succeeded: bool,
+    /// The whole probe of the target, resolve to QUIT, in milliseconds.
+    pub total_ms: f32,
     /// Milliseconds per stage, in the order of [`STAGES`], as bfloat16 (the upper half of
     /// an `f32`: three significant digits, the whole range, half the size); NaN for a stage
     /// not run.
@@ -172,6 +176,8 @@ impl TargetSummary {
             address: t.address,
             port: t.port,
             stage: t.stage,
+            succeeded: !failed,
+            total_ms: t.timings_ms.values().sum::<f64>() as f32,
             timings,
             text: text.into_boxed_str(),
             cut: u32::try_from(t.host.len()).unwrap_or(u32::MAX),
@@ -236,6 +242,11 @@ impl TargetSummary {
 
     pub fn code(&self) -> Option<&'static str> {
         self.problem.as_ref().and_then(|p| p.code)
+    }
+
+    /// The earliest `not_after` of the certificate chain, Unix seconds.
+    pub fn earliest_expiry(&self) -> Option<i64> {
+        self.certificate.as_ref().map(|c| c.earliest_expiry)
     }
 
     pub fn detail(&self) -> &str {
@@ -366,7 +377,7 @@ impl Latest {
     pub fn earliest_expiry(&self) -> Option<i64> {
         self.targets
             .iter()
-            .filter_map(|t| t.certificate.as_ref().map(|c| c.earliest_expiry))
+            .filter_map(TargetSummary::earliest_expiry)
             .min()
     }
 }
@@ -418,7 +429,26 @@ fn boxed_strs(v: &[String]) -> Box<[Box<str>]> {
     v.iter().map(|s| Box::from(s.as_str())).collect()
 }
 
-/// Everything the page knows of one connector.
+/// The alerting state's dates after a probe, Unix seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dates {
+    pub failing_since: Option<i64>,
+    pub last_probe: Option<i64>,
+    pub last_success: Option<i64>,
+}
+
+impl Dates {
+    pub fn of(state: &super::state::ConnectorState) -> Dates {
+        let unix = |t: time::OffsetDateTime| t.unix_timestamp();
+        Dates {
+            failing_since: state.failing_since.map(unix),
+            last_probe: state.last_probe.map(unix),
+            last_success: state.last_success.map(unix),
+        }
+    }
+}
+
+/// Everything the page and the metrics know of one connector.
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
     /// `None` until the connector's first probe since the daemon started.
@@ -427,9 +457,21 @@ pub struct Entry {
     pub failing_since: Option<i64>,
     /// Unix seconds.
     pub last_probe: Option<i64>,
+    /// When the connector was last not failing, Unix seconds (from the alerting state).
+    pub last_success: Option<i64>,
+    /// Probes since the daemon started, by resulting status (in [`STATUSES`] order).
+    pub probes: [u64; 4],
     /// Oldest first.
     pub history: Vec<Transition>,
 }
+
+/// The statuses in the order of [`Entry::probes`].
+pub const STATUSES: [Status; 4] = [
+    Status::Ok,
+    Status::Warning,
+    Status::Degraded,
+    Status::Failing,
+];
 
 impl Entry {
     /// The status to show: the latest probe's, or before it the last one remembered.
@@ -441,10 +483,14 @@ impl Entry {
     }
 }
 
-/// The page's view of every configured connector.
+/// A connector's name and what the board knows of it.
+pub type Named = (Arc<str>, Arc<Entry>);
+
+/// What the status page and the per-connector metrics show of every configured connector:
+/// one compact record each, drawn by the page and streamed by `/metrics` alike.
 #[derive(Debug, Default)]
 pub struct Board {
-    entries: std::sync::Mutex<BTreeMap<Box<str>, Arc<Entry>>>,
+    entries: std::sync::Mutex<BTreeMap<Arc<str>, Arc<Entry>>>,
     dirty: AtomicBool,
     /// When the history file was last written.
     written: std::sync::Mutex<Option<std::time::Instant>>,
@@ -460,7 +506,7 @@ impl Board {
                     history,
                     ..Entry::default()
                 };
-                (name.into_boxed_str(), Arc::new(entry))
+                (Arc::from(name), Arc::new(entry))
             })
             .collect();
         Board {
@@ -477,7 +523,7 @@ impl Board {
         let mut kept = BTreeMap::new();
         for name in names {
             let entry = entries.remove(name).unwrap_or_default();
-            kept.insert(Box::from(name), entry);
+            kept.insert(Arc::from(name), entry);
         }
         if !entries.is_empty() {
             self.dirty.store(true, Ordering::Release);
@@ -485,15 +531,20 @@ impl Board {
         *entries = kept;
     }
 
+    /// The alerting state's dates of a connector not yet probed since the daemon started
+    /// (Unix seconds), so a restarted daemon exports `failing_since` before its first probe.
+    pub fn restore(&self, name: &str, failing_since: Option<i64>, last_success: Option<i64>) {
+        let mut entries = lock(&self.entries);
+        if let Some(entry) = entries.get_mut(name) {
+            let entry = Arc::make_mut(entry);
+            entry.failing_since = failing_since;
+            entry.last_success = last_success;
+        }
+    }
+
     /// Takes a probe's verdict of a configured connector, with the alerting state's dates
     /// after it (Unix seconds).
-    pub fn record(
-        &self,
-        v: &ConnectorVerdict,
-        failing_since: Option<i64>,
-        last_probe: Option<i64>,
-        now: i64,
-    ) {
+    pub fn record(&self, v: &ConnectorVerdict, dates: Dates, now: i64) {
         let latest = Latest::from_verdict(v);
         let mut entries = lock(&self.entries);
         // A connector removed by a reload while its probe ran: not shown any more.
@@ -513,17 +564,25 @@ impl Board {
             self.dirty.store(true, Ordering::Release);
         }
         prune(&mut history, now);
+        let mut probes = old.probes;
+        if let Some(i) = STATUSES.iter().position(|s| *s == latest.status) {
+            probes[i] = probes[i].saturating_add(1);
+        }
         let entry = Entry {
             latest: Some(latest),
-            failing_since,
-            last_probe,
+            failing_since: dates.failing_since,
+            last_probe: dates.last_probe,
+            last_success: dates.last_success,
+            probes,
             history,
         };
-        entries.insert(v.connector.as_str().into(), Arc::new(entry));
+        if let Some(slot) = entries.get_mut(v.connector.as_str()) {
+            *slot = Arc::new(entry);
+        }
     }
 
     /// Every connector, in name order, without holding the lock afterwards.
-    pub fn snapshot(&self) -> Vec<(Box<str>, Arc<Entry>)> {
+    pub fn snapshot(&self) -> Vec<Named> {
         lock(&self.entries)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -633,7 +692,7 @@ struct File<T> {
     connectors: T,
 }
 
-fn save(path: &Path, snapshot: &[(Box<str>, Arc<Entry>)]) -> io::Result<()> {
+fn save(path: &Path, snapshot: &[Named]) -> io::Result<()> {
     let connectors: BTreeMap<&str, &[Transition]> = snapshot
         .iter()
         .filter(|(_, e)| !e.history.is_empty())

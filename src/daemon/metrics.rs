@@ -6,87 +6,29 @@
 //! connector-level view is under `connector_probe_*`. Series of removed connectors and of
 //! targets that no longer exist are deleted, not left stale.
 
-use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use std::fmt::Write as _;
-use std::sync::Arc;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
-use super::state::ConnectorState;
-use crate::verdict::{ConnectorVerdict, Status};
+pub use super::exposition::Format;
 
 type FGauge = Gauge<f64, AtomicU64>;
-
-/// A label value shared by every series that carries it: at 100,000 connectors there are
-/// millions of series, and a `String` per label of each was most of the daemon's memory.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct Text(Arc<str>);
-
-impl From<&str> for Text {
-    fn from(s: &str) -> Text {
-        Text(Arc::from(s))
-    }
-}
-
-impl EncodeLabelValue for Text {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(&self.0)
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ConnectorLabels {
-    connector: Text,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TargetLabels {
-    connector: Text,
-    host: Text,
-    target: Text,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StageLabels {
-    connector: Text,
-    host: Text,
-    target: Text,
-    stage: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabels {
-    connector: Text,
-    status: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CodeLabels {
-    connector: Text,
-    code: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TargetCodeLabels {
-    connector: Text,
-    host: Text,
-    target: Text,
-    code: &'static str,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
@@ -98,49 +40,17 @@ struct KindLabels {
     kind: String,
 }
 
-/// The label sets a connector currently has, so stale ones can be removed.
-#[derive(Default)]
-struct Series {
-    targets: Vec<TargetLabels>,
-    stages: Vec<StageLabels>,
-    target_codes: Vec<TargetCodeLabels>,
-    codes: Vec<CodeLabels>,
-}
-
-const STATUSES: [Status; 4] = [
-    Status::Ok,
-    Status::Warning,
-    Status::Degraded,
-    Status::Failing,
-];
-
 pub struct Metrics {
+    /// The daemon-wide series; the per-connector ones are written from the board
+    /// ([`super::exposition`]).
     registry: Registry,
-    probe_success: Family<TargetLabels, Gauge>,
-    probe_duration: Family<TargetLabels, FGauge>,
-    ssl_expiry: Family<TargetLabels, FGauge>,
-    stage_duration: Family<StageLabels, FGauge>,
-    target_code: Family<TargetCodeLabels, Gauge>,
-    connector_success: Family<ConnectorLabels, Gauge>,
-    connector_status: Family<StatusLabels, Gauge>,
-    connector_code: Family<CodeLabels, Gauge>,
-    connector_duration: Family<ConnectorLabels, FGauge>,
-    failing_since: Family<ConnectorLabels, FGauge>,
-    last_success: Family<ConnectorLabels, FGauge>,
-    last_probe: Family<ConnectorLabels, FGauge>,
-    probes: Family<StatusLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     connectors: Gauge,
     state_writes: Family<KindLabels, Counter>,
     state_bytes: Counter,
     longest_tick_gap: FGauge,
-    /// The size of the last exposition, to size the next one's buffer.
-    exposition_bytes: AtomicUsize,
-    series: Mutex<HashMap<String, Series>>,
-}
-
-fn unix(t: time::OffsetDateTime) -> f64 {
-    t.unix_timestamp_nanos() as f64 / 1e9
+    /// `vantage="…"` (and `shard="…"`), written into every per-connector series.
+    constant: String,
 }
 
 impl Default for Metrics {
@@ -153,98 +63,24 @@ impl Metrics {
     /// Every series carries `vantage` (where the probes run from) and, for a shard, `shard`
     /// (its index K): Prometheus compares vantages and notices a shard that went silent.
     pub fn new(vantage: &str, shard: Option<crate::shard::Shard>) -> Metrics {
-        let constant = std::iter::once(("vantage", vantage.to_owned()))
-            .chain(shard.map(|s| ("shard", s.index.to_string())))
-            .map(|(k, v)| (k.into(), v.into()));
-        let mut registry = Registry::with_labels(constant);
+        let shard = shard.map(|s| s.index.to_string());
+        let labels: Vec<(&str, &str)> = std::iter::once(("vantage", vantage))
+            .chain(shard.as_deref().map(|k| ("shard", k)))
+            .collect();
+        let mut registry = Registry::with_labels(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned().into(), (*v).to_owned().into())),
+        );
         let m = Metrics {
-            probe_success: Family::default(),
-            probe_duration: Family::default(),
-            ssl_expiry: Family::default(),
-            stage_duration: Family::default(),
-            target_code: Family::default(),
-            connector_success: Family::default(),
-            connector_status: Family::default(),
-            connector_code: Family::default(),
-            connector_duration: Family::default(),
-            failing_since: Family::default(),
-            last_success: Family::default(),
-            last_probe: Family::default(),
-            probes: Family::default(),
             reloads: Family::default(),
             connectors: Gauge::default(),
             state_writes: Family::default(),
             state_bytes: Counter::default(),
             longest_tick_gap: FGauge::default(),
-            exposition_bytes: AtomicUsize::new(0),
-            series: Mutex::default(),
+            constant: super::exposition::constant_labels(&labels),
             registry: Registry::default(),
         };
-        registry.register(
-            "probe_success",
-            "Whether the target accepted the session up to QUIT (blackbox_exporter's name)",
-            m.probe_success.clone(),
-        );
-        registry.register(
-            "probe_duration_seconds",
-            "How long the target's probe took, resolve to QUIT (blackbox_exporter's name)",
-            m.probe_duration.clone(),
-        );
-        registry.register(
-            "probe_ssl_earliest_cert_expiry",
-            "Expiry of the target's certificate, Unix seconds (blackbox_exporter's name)",
-            m.ssl_expiry.clone(),
-        );
-        registry.register(
-            "connector_probe_stage_duration_seconds",
-            "Time spent in each pipeline stage of the target's last probe",
-            m.stage_duration.clone(),
-        );
-        registry.register(
-            "connector_probe_target_code_info",
-            "The code the target produced in its last probe (1 for the current code)",
-            m.target_code.clone(),
-        );
-        registry.register(
-            "connector_probe_connector_success",
-            "1 unless the connector is failing (EOP would queue its mail)",
-            m.connector_success.clone(),
-        );
-        registry.register(
-            "connector_probe_status",
-            "The connector's status, one series per status, 1 for the current one",
-            m.connector_status.clone(),
-        );
-        registry.register(
-            "connector_probe_code_info",
-            "The code of a failing connector (1 for the current code; absent when not failing)",
-            m.connector_code.clone(),
-        );
-        registry.register(
-            "connector_probe_duration_seconds",
-            "How long the connector's last probe took",
-            m.connector_duration.clone(),
-        );
-        registry.register(
-            "connector_probe_failing_since_timestamp_seconds",
-            "When the connector's current failing episode began, Unix seconds (absent when not failing)",
-            m.failing_since.clone(),
-        );
-        registry.register(
-            "connector_probe_last_success_timestamp_seconds",
-            "When the connector last was not failing, Unix seconds",
-            m.last_success.clone(),
-        );
-        registry.register(
-            "connector_probe_last_probe_timestamp_seconds",
-            "When the connector was last probed, Unix seconds",
-            m.last_probe.clone(),
-        );
-        registry.register(
-            "connector_probe_probes",
-            "Probes run, by connector and resulting status",
-            m.probes.clone(),
-        );
         registry.register(
             "connector_probe_config_reloads",
             "Configuration reloads, by result",
@@ -273,36 +109,28 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// The exposition in the OpenMetrics text format (what Prometheus asks for).
-    ///
-    /// At 100,000 connectors this is millions of lines and seconds of work, with each
-    /// family's lock held while it is written: on a daemon's worker thread it runs as
-    /// blocking work (`block_in_place`), so the worker's other tasks move to another thread
-    /// instead of waiting behind it.
-    pub fn encode(&self) -> String {
-        let encode = || {
-            // Sized from the last scrape: grown by doubling, the buffer of a 200 MB
-            // exposition could end up with 56 MB of room it never uses, after a series of
-            // ever larger copies.
-            let last = self.exposition_bytes.load(Ordering::Relaxed);
-            let mut out = String::with_capacity(last + last / 8);
-            prometheus_client::encoding::text::encode(&mut out, &self.registry)
-                .expect("writing to a String");
-            self.exposition_bytes.store(out.len(), Ordering::Relaxed);
-            out
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(encode)
-            }
-            _ => encode(),
+    /// The registry's daemon-wide series in `format`, without OpenMetrics' `# EOF` (the
+    /// per-connector families follow them).
+    fn head(&self, format: Format) -> String {
+        let mut om = String::new();
+        prometheus_client::encoding::text::encode(&mut om, &self.registry)
+            .expect("writing to a String");
+        let om = om.strip_suffix("# EOF\n").unwrap_or(&om);
+        match format {
+            Format::OpenMetrics => om.to_owned(),
+            Format::Text => openmetrics_to_text(om),
         }
     }
 
-    /// The exposition in the classic Prometheus text format (0.0.4), for scrapers and tools
-    /// that do not ask for OpenMetrics (curl, promtool, older agents).
-    pub fn encode_text(&self) -> String {
-        openmetrics_to_text(&self.encode())
+    /// The whole exposition of the daemon-wide series and of `board`'s connectors.
+    pub async fn encode(&self, board: &super::history::Board, format: Format) -> String {
+        super::exposition::collect(
+            board.snapshot(),
+            self.head(format),
+            self.constant.clone(),
+            format,
+        )
+        .await
     }
 
     pub fn set_connectors(&self, n: usize) {
@@ -338,188 +166,6 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
-    }
-
-    /// Restores the connector-level series from persisted state (at start), so
-    /// `failing_since` is exported before the first probe of a restarted daemon.
-    pub fn restore(&self, connector: &str, state: &ConnectorState) {
-        let c = ConnectorLabels {
-            connector: connector.into(),
-        };
-        if let Some(since) = state.failing_since {
-            self.failing_since.get_or_create(&c).set(unix(since));
-        }
-        if let Some(t) = state.last_success {
-            self.last_success.get_or_create(&c).set(unix(t));
-        }
-    }
-
-    /// Records a probe result.
-    pub fn record(&self, v: &ConnectorVerdict, state: &ConnectorState) {
-        let name = Text::from(v.connector.as_str());
-        let c = ConnectorLabels {
-            connector: name.clone(),
-        };
-        let mut now = Series::default();
-        for t in &v.targets {
-            let tl = TargetLabels {
-                connector: name.clone(),
-                host: t.host.as_str().into(),
-                target: t.endpoint().as_str().into(),
-            };
-            self.probe_success
-                .get_or_create(&tl)
-                .set(i64::from(t.succeeded()));
-            let total: f64 = t.timings_ms.values().sum();
-            self.probe_duration.get_or_create(&tl).set(total / 1e3);
-            match &t.certificate {
-                Some(cert) => {
-                    self.ssl_expiry
-                        .get_or_create(&tl)
-                        .set(cert.earliest_expiry_unix as f64);
-                }
-                None => remove(&self.ssl_expiry, &tl),
-            }
-            for (stage, ms) in &t.timings_ms {
-                let sl = StageLabels {
-                    connector: name.clone(),
-                    host: tl.host.clone(),
-                    target: tl.target.clone(),
-                    stage: stage.as_str(),
-                };
-                self.stage_duration.get_or_create(&sl).set(ms / 1e3);
-                now.stages.push(sl);
-            }
-            if let Some(code) = t.code {
-                let cl = TargetCodeLabels {
-                    connector: name.clone(),
-                    host: tl.host.clone(),
-                    target: tl.target.clone(),
-                    code,
-                };
-                self.target_code.get_or_create(&cl).set(1);
-                now.target_codes.push(cl);
-            }
-            now.targets.push(tl);
-        }
-        self.connector_success
-            .get_or_create(&c)
-            .set(i64::from(v.status != Status::Failing));
-        for s in STATUSES {
-            let sl = StatusLabels {
-                connector: name.clone(),
-                status: s.as_str(),
-            };
-            self.connector_status
-                .get_or_create(&sl)
-                .set(i64::from(s == v.status));
-        }
-        if let Some(code) = v.code {
-            let cl = CodeLabels {
-                connector: name.clone(),
-                code,
-            };
-            self.connector_code.get_or_create(&cl).set(1);
-            now.codes.push(cl);
-        }
-        self.connector_duration
-            .get_or_create(&c)
-            .set(v.duration_ms / 1e3);
-        match state.failing_since {
-            Some(since) => {
-                self.failing_since.get_or_create(&c).set(unix(since));
-            }
-            None => remove(&self.failing_since, &c),
-        }
-        if let Some(t) = state.last_success {
-            self.last_success.get_or_create(&c).set(unix(t));
-        }
-        if let Some(t) = state.last_probe {
-            self.last_probe.get_or_create(&c).set(unix(t));
-        }
-        self.probes
-            .get_or_create(&StatusLabels {
-                connector: name.clone(),
-                status: v.status.as_str(),
-            })
-            .inc();
-
-        // The shared map is held only to swap this connector's entry; the diff runs outside
-        // it, so one large connector does not hold up every other connector's probe. A
-        // connector's probes never overlap, so nobody else writes its entry meanwhile.
-        let before = super::health::lock(&self.series).remove(&v.connector);
-        if let Some(before) = before {
-            self.remove_stale(&before, &now);
-        }
-        super::health::lock(&self.series).insert(v.connector.clone(), now);
-    }
-
-    /// Deletes the series `before` had and `after` does not: linear in their sizes (a set
-    /// of `after`'s labels, not a scan of it per label, which froze a connector with many
-    /// targets for seconds).
-    fn remove_stale(&self, before: &Series, after: &Series) {
-        fn gone<'a, T: Eq + std::hash::Hash>(
-            before: &'a [T],
-            after: &[T],
-        ) -> impl Iterator<Item = &'a T> {
-            let kept: HashSet<&T> = after.iter().collect();
-            before.iter().filter(move |x| !kept.contains(x))
-        }
-        for t in gone(&before.targets, &after.targets) {
-            self.probe_success.remove(t);
-            self.probe_duration.remove(t);
-            self.ssl_expiry.remove(t);
-        }
-        for s in gone(&before.stages, &after.stages) {
-            self.stage_duration.remove(s);
-        }
-        for c in gone(&before.target_codes, &after.target_codes) {
-            self.target_code.remove(c);
-        }
-        for c in gone(&before.codes, &after.codes) {
-            self.connector_code.remove(c);
-        }
-    }
-
-    /// Deletes every series of a connector that is no longer configured.
-    pub fn forget(&self, connector: &str) {
-        let before = super::health::lock(&self.series).remove(connector);
-        if let Some(before) = before {
-            self.remove_stale(&before, &Series::default());
-        }
-        let c = ConnectorLabels {
-            connector: connector.into(),
-        };
-        for family in [
-            &self.connector_duration,
-            &self.failing_since,
-            &self.last_success,
-            &self.last_probe,
-        ] {
-            family.remove(&c);
-        }
-        self.connector_success.remove(&c);
-        for s in STATUSES {
-            let sl = StatusLabels {
-                connector: c.connector.clone(),
-                status: s.as_str(),
-            };
-            self.connector_status.remove(&sl);
-            self.probes.remove(&sl);
-        }
-    }
-}
-
-/// Removes a series if it exists. A removal takes the family's write lock, which waits for
-/// a scrape that is writing the family out; most probes have nothing to remove (a healthy
-/// connector has no `failing_since`), and a look takes only the read lock.
-fn remove<S, M, C>(family: &Family<S, M, C>, labels: &S)
-where
-    S: Clone + std::hash::Hash + Eq,
-    C: prometheus_client::metrics::family::MetricConstructor<M>,
-{
-    if family.get(labels).is_some() {
-        family.remove(labels);
     }
 }
 
@@ -591,14 +237,10 @@ pub async fn serve(listener: TcpListener, shared: std::sync::Arc<super::Shared>)
                 let shared = shared.clone();
                 async move {
                     if let Some(page) = super::page::route(&req) {
-                        return Ok::<_, Infallible>(super::page::serve(page, &shared).await);
+                        let page = super::page::serve(page, &shared).await;
+                        return Ok::<_, Infallible>(page.map(BodyExt::boxed));
                     }
-                    Ok(respond(
-                        &req,
-                        &shared.metrics,
-                        &shared.heartbeat,
-                        &shared.faults,
-                    ))
+                    Ok(respond(&req, &shared))
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -610,17 +252,32 @@ pub async fn serve(listener: TcpListener, shared: std::sync::Arc<super::Shared>)
     }
 }
 
-fn respond(
-    req: &Request<Incoming>,
-    metrics: &Metrics,
-    heartbeat: &Heartbeat,
-    faults: &super::health::Faults,
-) -> Response<Full<Bytes>> {
+/// A response body of any kind: a page or a short text whole, `/metrics` streamed.
+type Body = BoxBody<Bytes, Infallible>;
+
+/// `/metrics`' body: the chunks [`super::exposition::stream`] sends, as they come.
+struct Chunks(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+fn respond(req: &Request<Incoming>, shared: &super::Shared) -> Response<Body> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
         Response::builder()
             .status(status)
             .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(Bytes::from(body)).boxed())
             .expect("static response parts")
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -639,22 +296,36 @@ fn respond(
                 .is_ok_and(|v| v.contains("application/openmetrics-text"))
         });
     match req.uri().path() {
-        "/metrics" if openmetrics => reply(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.encode(),
-        ),
-        "/metrics" => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.encode_text(),
-        ),
-        "/healthz" if !heartbeat.fresh() => reply(
+        "/metrics" => {
+            let (format, content_type) = if openmetrics {
+                (
+                    Format::OpenMetrics,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+            } else {
+                (Format::Text, "text/plain; version=0.0.4; charset=utf-8")
+            };
+            // A few chunks in flight: a slow scraper holds the writer, not the memory.
+            let (tx, rx) = mpsc::channel(4);
+            tokio::spawn(super::exposition::stream(
+                shared.board.snapshot(),
+                shared.metrics.head(format),
+                shared.metrics.constant.clone(),
+                format,
+                tx,
+            ));
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", content_type)
+                .body(Chunks(rx).boxed())
+                .expect("static response parts")
+        }
+        "/healthz" if !shared.heartbeat.fresh() => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
             "stuck: the scheduler has not ticked recently\n".into(),
         ),
-        "/healthz" => match faults.problem() {
+        "/healthz" => match shared.faults.problem() {
             None => reply(StatusCode::OK, "text/plain", "ok\n".into()),
             Some(problem) => reply(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -20,6 +20,7 @@
 //! state files are written by their own task, from the writer's own copy of the records.
 
 pub mod events;
+pub mod exposition;
 pub mod health;
 pub mod history;
 pub mod metrics;
@@ -130,12 +131,9 @@ impl Shared {
             lock(&self.pending).insert(connector.name.clone(), Some(record));
         }
         self.faults.recovered(&connector.name);
-        self.metrics.record(&verdict, &snapshot);
-        let unix = |t: OffsetDateTime| t.unix_timestamp();
         self.board.record(
             &verdict,
-            snapshot.failing_since.map(unix),
-            snapshot.last_probe.map(unix),
+            history::Dates::of(&snapshot),
             now.unix_timestamp(),
         );
         events::emit_probe_result(&verdict);
@@ -298,7 +296,10 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     });
     shared.heartbeat.beat();
     for (name, state) in &lock(&shared.states).connectors {
-        shared.metrics.restore(name, state);
+        let dates = history::Dates::of(state);
+        shared
+            .board
+            .restore(name, dates.failing_since, dates.last_success);
     }
     shared.metrics.set_connectors(config.connectors.len());
 
@@ -320,19 +321,20 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     };
 
     let mut scheduler = Scheduler::new(shared.clone());
-    scheduler.apply(&config.connectors);
     let mut config = config;
+    let connectors = config.connectors.len();
+    scheduler.apply(std::mem::take(&mut config.connectors));
+    release_freed_memory();
     tracing::info!(
         event = "daemon_started",
         config = %path.display(),
-        connectors = config.connectors.len(),
+        connectors,
         shard = %config.daemon.shard.map(|s| s.to_string()).unwrap_or_default(),
         version = env!("CARGO_PKG_VERSION"),
-        "probing {} connector(s) from {}",
-        config.connectors.len(),
+        "probing {connectors} connector(s) from {}",
         path.display()
     );
-    let status = format!("probing {} connector(s)", config.connectors.len());
+    let status = format!("probing {connectors} connector(s)");
     notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&status),
@@ -422,6 +424,18 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Gives the memory freed after a load back to the system. Parsing a large configuration
+/// takes several times the memory the result keeps (the TOML document, its tokens), and
+/// glibc's allocator keeps freed memory for reuse, so without this the daemon would sit at
+/// its parse's peak until it exits.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// A second `SIGTERM` or `SIGINT` during the grace period: the operator wants out now. The
 /// in-flight probes are abandoned and the state is not written again (what changed was
 /// journaled at most [`FLUSH_EVERY`] ago), so a hung disk cannot hold the exit either.
@@ -463,7 +477,7 @@ async fn reload(
             tracing::error!(event = "config_reload_failed", error = %e, "the new configuration was rejected; the previous one keeps running: {e}");
             None
         }
-        Ok(new) => {
+        Ok(mut new) => {
             // The labels are the registry's, fixed at start; only K is a label, so a new N
             // (shards added or removed) changes none.
             let label = |c: &Config| {
@@ -503,21 +517,22 @@ async fn reload(
             if new.daemon.state_file != old.daemon.state_file {
                 move_state_file(shared, new.daemon.state_file.as_deref());
             }
-            let (changes, removed) = scheduler.apply(&new.connectors);
             shared.board.configure(names(&new));
+            let connectors = new.connectors.len();
+            let (changes, removed) = scheduler.apply(std::mem::take(&mut new.connectors));
             // One removal at a time, not a pass over every state under the lock the probes
             // take: a reload that removes a few connectors of 100,000 costs a few lookups.
             for name in &removed {
                 lock(&shared.states).connectors.remove(name);
                 lock(&shared.pending).insert(name.clone(), None);
-                shared.metrics.forget(name);
                 shared.faults.forget(name);
             }
-            shared.metrics.set_connectors(new.connectors.len());
+            shared.metrics.set_connectors(connectors);
             shared.metrics.reloaded(true);
+            release_freed_memory();
             tracing::info!(
                 event = "config_reloaded",
-                connectors = new.connectors.len(),
+                connectors,
                 added = changes.added,
                 changed = changes.changed,
                 removed = changes.removed,

@@ -8,7 +8,7 @@
 //! connector whose servers hang delays only itself. A task that panics anyway is logged and
 //! restarted (see [`supervise`]), and `/healthz` fails until its connector probes again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -35,7 +35,9 @@ pub struct Changes {
 
 pub struct Scheduler {
     shared: Arc<Shared>,
-    tasks: HashMap<String, (Connector, JoinHandle<()>)>,
+    /// Each connector once, shared with its task: at 100,000 connectors a copy per holder
+    /// (the map, the task, its restarts) was a few hundred bytes each, times three.
+    tasks: HashMap<String, (Arc<Connector>, JoinHandle<()>)>,
     stop: watch::Sender<bool>,
 }
 
@@ -50,13 +52,13 @@ impl Scheduler {
 
     /// Makes the running tasks match `connectors`: new ones start, changed ones restart with
     /// their new settings, removed ones stop (an in-flight probe of theirs is abandoned).
-    pub fn apply(&mut self, connectors: &[Connector]) -> (Changes, Vec<String>) {
+    /// The scheduler keeps the connectors: the daemon holds no other copy.
+    pub fn apply(&mut self, connectors: Vec<Connector>) -> (Changes, Vec<String>) {
         let mut changes = Changes::default();
         let mut removed = Vec::new();
-        let wanted: HashMap<&str, &Connector> =
-            connectors.iter().map(|c| (c.name.as_str(), c)).collect();
+        let wanted: HashSet<&str> = connectors.iter().map(|c| c.name.as_str()).collect();
         self.tasks.retain(|name, (_, handle)| {
-            let keep = wanted.contains_key(name.as_str());
+            let keep = wanted.contains(name.as_str());
             if !keep {
                 handle.abort();
                 changes.removed += 1;
@@ -64,12 +66,14 @@ impl Scheduler {
             }
             keep
         });
+        drop(wanted);
         for c in connectors {
             match self.tasks.get(&c.name) {
-                Some((running, _)) if running == c => continue,
+                Some((running, _)) if **running == c => continue,
                 Some(_) => changes.changed += 1,
                 None => changes.added += 1,
             }
+            let c = Arc::new(c);
             let (shared, connector, stop) = (self.shared.clone(), c.clone(), self.stop.subscribe());
             let handle = tokio::spawn(async move {
                 let faults = &shared.faults;
@@ -78,7 +82,7 @@ impl Scheduler {
                 })
                 .await
             });
-            if let Some((_, old)) = self.tasks.insert(c.name.clone(), (c.clone(), handle)) {
+            if let Some((_, old)) = self.tasks.insert(c.name.clone(), (c, handle)) {
                 old.abort();
             }
         }
@@ -152,7 +156,11 @@ pub async fn supervise<F, Fut>(
     }
 }
 
-async fn run_connector(shared: Arc<Shared>, connector: Connector, mut stop: watch::Receiver<bool>) {
+async fn run_connector(
+    shared: Arc<Shared>,
+    connector: Arc<Connector>,
+    mut stop: watch::Receiver<bool>,
+) {
     let interval = connector.settings.interval;
     let mut next = crate::clock::deadline(first_run_offset(&connector.name, interval));
     loop {

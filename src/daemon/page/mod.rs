@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::Shared;
 use super::health::read;
-use crate::daemon::history::Entry;
+use crate::daemon::history::{Entry, Named};
 use render::Context;
 
 /// The headers of every answer: no script, style or image but the page's own inline ones;
@@ -115,7 +115,7 @@ pub async fn serve(route: Route, shared: &Arc<Shared>) -> Response<Full<Bytes>> 
 /// its `probe --json` object (whole while the connector is not ok; for an ok one, the fields
 /// the page shows) and `state`: `failing_since`, `last_probe`, `ndr_at` and the `history`
 /// of transitions.
-pub fn api(entries: &[(Box<str>, Arc<Entry>)], cx: &Context) -> String {
+pub fn api(entries: &[Named], cx: &Context) -> String {
     let mut sorted = entries.to_vec();
     render::order(&mut sorted);
     let connectors: Vec<ApiConnector<'_>> = sorted

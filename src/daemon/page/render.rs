@@ -2,11 +2,9 @@
 //! Pure functions of a snapshot and the clock, so the benchmark and the tests call them as
 //! the daemon does.
 
-use std::sync::Arc;
-
 use super::html::{Html, path_segment};
 use super::timeline;
-use crate::daemon::history::{Entry, Latest};
+use crate::daemon::history::{Entry, Latest, Named};
 use crate::verdict::Status;
 
 /// How often the page reloads itself.
@@ -75,7 +73,7 @@ fn rank(status: Option<Status>) -> u8 {
 
 /// The rows in the page's order: worst first; among failing ones the longest failing first
 /// (their NDRs come first); then by name.
-pub fn order(entries: &mut [(Box<str>, Arc<Entry>)]) {
+pub fn order(entries: &mut [Named]) {
     entries.sort_by(|(an, a), (bn, b)| {
         rank(a.status())
             .cmp(&rank(b.status()))
@@ -98,7 +96,7 @@ fn badge(h: &mut Html, status: Option<Status>) {
 }
 
 /// The page of every connector; `entries` in any order.
-pub fn list(entries: &mut [(Box<str>, Arc<Entry>)], cx: &Context) -> String {
+pub fn list(entries: &mut [Named], cx: &Context) -> String {
     order(entries);
     let mut counts = [0usize; 5];
     for (_, e) in entries.iter() {
@@ -469,6 +467,7 @@ fn millis(ms: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn durations_read_like_a_person_writes_them() {
