@@ -250,12 +250,15 @@ fn drive(args: &Args) -> Outcome<()> {
     }
     let mut plans = Vec::new();
     if args.daemon > 0 {
-        // Each connector probed once in the window; a reload half-way through.
+        // Each connector probed once in the window; a reload half-way through. Measured in
+        // the steady state: after one whole interval, so every connector has had its first
+        // probe (unknown → ok, a state change and a journal line each), which a daemon does
+        // once in its life, not every interval.
         plans.push(daemon::Plan {
             size: args.daemon,
             flapping: 0,
             interval: args.daemon_window,
-            warmup: Duration::ZERO,
+            warmup: args.daemon_window,
             window: args.daemon_window,
             reload: true,
         });

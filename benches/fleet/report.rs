@@ -369,26 +369,30 @@ impl Report {
             "\n## The daemon: `connector-probe run` over the fleet\n\n\
              The same fleet and settings as the cycles, `state_file` on the machine's disk and \
              `/metrics` on loopback. Load is spawn to the `daemon_started` line; reload is \
-             `SIGHUP` (the same file) to `config_reloaded`. CPU is the daemon's over the \
+             `SIGHUP` (the same file) to `config_reloaded`. The window starts after a warm-up \
+             (one whole interval at 100,000, so every connector has had its once-in-a-life first \
+             probe, unknown to ok; 75 s for the flapping fleet): the steady state. Peak RSS is \
+             the process's whole life, load and warm-up included. CPU is the daemon's over the \
              window (`/proc`, 10 ms ticks), its log lines on a pipe included, a reload \
              included, the scrapes not. The tick gap is the longest time between two ticks \
              of the main loop (due every second; they stamp `/healthz` and ping the \
              watchdog), from start to the end of the window. State: the daemon's writes \
              (each one fsync) and bytes, and `write_bytes` of `/proc/PID/io` (what reached \
              the storage layer, whole pages), per day = the window's × 86400 / window.\n\n\
-             | connectors | flapping | interval | window | load | reload | probes | CPU/probe | \
+             | connectors | flapping | interval | warm-up | window | load | reload | probes | CPU/probe | \
              peak RSS | tick gap | `/metrics` | scrape (daemon CPU) | state changes | state writes (compactions) | fsync/s | \
              state bytes | disk bytes | disk bytes/day | stop |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for d in &self.daemons {
             let window = d.elapsed.as_secs_f64();
             let _ = writeln!(
                 o,
-                "| {} | {} | {} s | {:.0} s | {} | {} | {} | {:.3} ms | {:.1} MiB | {:.2} s | {:.1} MiB | {} ({}) | {} | {} ({}) | {:.2} | {:.1} MiB | {:.1} MiB | {:.0} MB | {} |",
+                "| {} | {} | {} s | {} s | {:.0} s | {} | {} | {} | {:.3} ms | {:.1} MiB | {:.2} s | {:.1} MiB | {} ({}) | {} | {} ({}) | {:.2} | {:.1} MiB | {:.1} MiB | {:.0} MB | {} |",
                 d.plan.size,
                 d.plan.flapping,
                 d.plan.interval.as_secs(),
+                d.plan.warmup.as_secs(),
                 window,
                 secs(d.load),
                 d.reload.map_or("–".into(), secs),
