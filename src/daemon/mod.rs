@@ -54,8 +54,15 @@ use state::{Batch, Flushed, States, Store};
 
 /// How long `SIGTERM` waits for in-flight probes before abandoning them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How often the changed states are written to disk (one fsync), at most.
-const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often the flusher looks for changed states: an isolated change (after a quiet
+/// [`FLUSH_SPACING`]) is on disk within this.
+const FLUSH_TICK: Duration = Duration::from_secs(1);
+/// The least time between two journal writes while changes keep coming. Each fsync'd append
+/// costs at least a 4 KiB page, however short its lines: a write every second is about
+/// 350 MB a day of pages, one every 5 s at most 0.2/s × 4 KiB × 86,400 ≈ 70 MB, the ceiling
+/// under issue 14's 100 MB a day. The price: `kill -9` can lose the changes of the last
+/// 5 s that were not yet written (see the README's **State**).
+const FLUSH_SPACING: Duration = Duration::from_secs(5);
 
 /// What the probes of the running configuration share; swapped whole on reload.
 struct Runtime {
@@ -174,6 +181,12 @@ impl Shared {
         }
     }
 
+    /// Whether a flush would write anything: changed records, or a store that must compact.
+    fn has_pending(&self) -> bool {
+        let changed = !lock(&self.pending).is_empty();
+        changed || lock(&self.store).as_ref().is_some_and(Store::must_compact)
+    }
+
     /// Every connector's record into the next flush: at a clean stop, so the snapshot keeps
     /// `last_probe` and `last_success` too.
     fn queue_all(&self) {
@@ -185,15 +198,27 @@ impl Shared {
     }
 }
 
-/// Flushes every [`FLUSH_EVERY`] until aborted, in a task of its own so that a slow disk or
-/// a compaction never holds up the main loop's heartbeat.
+/// Whether the flusher writes at `now`: something is waiting (a changed record, or a store
+/// that must compact after a failed write or a damaged journal), and the last write began
+/// at least [`FLUSH_SPACING`] ago. So an isolated change is written at the next tick, and
+/// sustained change at most once per spacing.
+fn due(now: Instant, last_write: Option<Instant>, pending: bool) -> bool {
+    pending && last_write.is_none_or(|t| now.saturating_duration_since(t) >= FLUSH_SPACING)
+}
+
+/// Flushes on a [`FLUSH_TICK`] when [`due`], until aborted, in a task of its own so that a
+/// slow disk or a compaction never holds up the main loop's heartbeat.
 async fn flusher(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    let mut tick = tokio::time::interval(FLUSH_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_error = None;
+    let mut last_write = None;
     loop {
-        tick.tick().await;
-        shared.flush(false, &mut last_error).await;
+        let now = tick.tick().await;
+        if due(now, last_write, shared.has_pending()) {
+            last_write = Some(now);
+            shared.flush(false, &mut last_error).await;
+        }
     }
 }
 
@@ -345,7 +370,7 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     let mut tick = tokio::time::interval(tick_every);
     let flushing = tokio::spawn(flusher(shared.clone()));
     // The status page's history is written on a tick of its own (it limits itself further).
-    let mut history_tick = tokio::time::interval(FLUSH_EVERY);
+    let mut history_tick = tokio::time::interval(FLUSH_TICK);
     let mut history_error = None;
     let mut last_tick = Instant::now();
     // A reload's parsing, in flight on a blocking thread; the loop keeps ticking meanwhile.
@@ -424,7 +449,7 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
 
 /// A second `SIGTERM` or `SIGINT` during the grace period: the operator wants out now. The
 /// in-flight probes are abandoned and the state is not written again (what changed was
-/// journaled at most [`FLUSH_EVERY`] ago), so a hung disk cannot hold the exit either.
+/// journaled at most [`FLUSH_SPACING`] ago), so a hung disk cannot hold the exit either.
 fn stop_now() -> ExitCode {
     tracing::warn!(
         event = "daemon_stopped",
@@ -538,4 +563,66 @@ async fn reload(
 fn move_state_file(shared: &Shared, path: Option<&Path>) {
     let store = path.map(|p| Store::adopt(p, &lock(&shared.states)));
     *lock(&shared.store) = store;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flusher's decisions over `seconds` ticks, for changes arriving at the given
+    /// seconds: the seconds at which it writes.
+    fn writes(changes: &[u64], seconds: u64) -> Vec<u64> {
+        let start = Instant::now();
+        let mut last_write = None;
+        let mut pending = false;
+        let mut written = Vec::new();
+        for s in 0..seconds {
+            // A change in second s is pending at the tick that ends it.
+            pending |= changes.contains(&s);
+            let now = start + Duration::from_secs(s + 1);
+            if due(now, last_write, pending) {
+                last_write = Some(now);
+                pending = false;
+                written.push(s + 1);
+            }
+        }
+        written
+    }
+
+    #[test]
+    fn an_isolated_change_is_written_at_the_next_tick() {
+        assert_eq!(writes(&[3], 30), [4]);
+        // Quiet for the spacing since the last write: the next change waits for no one.
+        assert_eq!(writes(&[0, 10, 20], 30), [1, 11, 21]);
+        assert_eq!(
+            writes(&[], 30),
+            Vec::<u64>::new(),
+            "nothing pending, nothing written"
+        );
+    }
+
+    #[test]
+    fn sustained_change_is_written_once_per_spacing() {
+        let every_second: Vec<u64> = (0..600).collect();
+        let written = writes(&every_second, 600);
+        let spacing = FLUSH_SPACING.as_secs();
+        assert!(
+            written.windows(2).all(|w| w[1] - w[0] >= spacing),
+            "{written:?}"
+        );
+        // Every change is written, at most one spacing late.
+        assert_eq!(written.len() as u64, 600 / spacing, "{written:?}");
+        assert!(*written.last().unwrap() >= 600 - spacing);
+        // A change just after a write waits out the spacing, not a tick more.
+        assert_eq!(writes(&[0, 1], 30), [1, 6]);
+        assert_eq!(writes(&[0, 7], 30), [1, 8]);
+    }
+
+    #[test]
+    fn the_spacing_keeps_the_journal_under_the_daily_budget() {
+        // Issue 14: every fsync'd append costs at least a 4 KiB page.
+        let pages_a_day = 86_400 / FLUSH_SPACING.as_secs() * 4096;
+        assert!(pages_a_day <= 100_000_000, "{pages_a_day}");
+        assert!(FLUSH_TICK < FLUSH_SPACING);
+    }
 }

@@ -314,6 +314,12 @@ impl Store {
         self.must_compact = true;
     }
 
+    /// Whether the next flush compacts even with nothing new: the journal on disk cannot be
+    /// appended to, or a write failed.
+    pub fn must_compact(&self) -> bool {
+        self.must_compact
+    }
+
     /// Applies `batch` to the records and makes it durable: appended to the journal with one
     /// fsync, or by a compaction when one is due or `compact` asks for it. An error leaves
     /// the batch in the records and the next flush compacts, so a failed write is retried
