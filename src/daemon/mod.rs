@@ -1,8 +1,8 @@
 //! `connector-probe run`: the daemon.
 //!
 //! * [`scheduler`]: one task per connector on its own interval, spread, globally bounded.
-//! * [`state`]: status, code, `failing_since` per connector; a journal of what changed,
-//!   compacted into a snapshot.
+//! * [`state`]: status, code, `failing_since` per connector, and the status page's
+//!   transitions; a journal of what changed, compacted into a snapshot.
 //! * [`events`]: the alert events of `interface.md`, once per transition, as JSON lines.
 //! * [`metrics`]: Prometheus `/metrics` and `/healthz`.
 //! * [`page`]: the status page on the same listener, drawn from [`history`]: each connector's
@@ -50,7 +50,7 @@ use events::Policy;
 use health::{Faults, lock, read, write};
 use metrics::{Heartbeat, Metrics};
 use scheduler::Scheduler;
-use state::{Batch, Flushed, States, Store};
+use state::{Batch, Change, Flushed, States, Store};
 
 /// How long `SIGTERM` waits for in-flight probes before abandoning them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -97,7 +97,7 @@ pub struct Shared {
     /// What the status page shows.
     pub board: history::Board,
     states: Mutex<States>,
-    /// The records changed since the last flush, by connector (`None`: removed).
+    /// The records changed since the last flush, and the transitions made, by connector.
     pending: Mutex<Batch>,
     /// The state files' writer; only the flushes, on blocking threads, take it.
     store: Mutex<Option<Store>>,
@@ -131,20 +131,26 @@ impl Shared {
             let changed = state.differs_durably(&before);
             (raised, state.clone(), changed)
         };
-        // A probe that changes nothing a restart needs (most of them) writes nothing.
-        if changed && persisted {
-            let record = snapshot.to_record();
-            lock(&self.pending).insert(connector.name.clone(), Some(record));
-        }
         self.faults.recovered(&connector.name);
         self.metrics.record(&verdict, &snapshot);
         let unix = |t: OffsetDateTime| t.unix_timestamp();
-        self.board.record(
+        let transition = self.board.record(
             &verdict,
             snapshot.failing_since.map(unix),
             snapshot.last_probe.map(unix),
             now.unix_timestamp(),
         );
+        // A probe that changes nothing a restart needs (most of them) writes nothing. A
+        // transition (status or code) is such a change, and goes into the same line; it is
+        // also written when the state did not change (a connector whose timeline was lost),
+        // so the page's history and the state files never disagree for long.
+        if (changed || transition.is_some()) && persisted {
+            let record = snapshot.to_record();
+            let mut pending = lock(&self.pending);
+            let change = pending.entry(connector.name.clone()).or_default();
+            change.record = Some(record);
+            change.transitions.extend(transition);
+        }
         events::emit_probe_result(&verdict);
         for e in &raised {
             events::emit(&connector.name, e);
@@ -193,7 +199,8 @@ impl Shared {
         let states = lock(&self.states);
         let mut pending = lock(&self.pending);
         for (name, state) in &states.connectors {
-            pending.insert(name.clone(), Some(state.to_record()));
+            // Keeping the transitions that wait in the batch.
+            pending.entry(name.clone()).or_default().record = Some(state.to_record());
         }
     }
 }
@@ -296,18 +303,26 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     for p in problems {
         tracing::warn!(event = "state_load_failed", error = %p, "{p}");
     }
+    if let Some(s) = store.as_mut() {
+        history::migrate(s, &mut states.history);
+    }
     let mut batch = Batch::new();
     for gone in states.retain(&names(&config)) {
-        batch.insert(gone, None);
+        batch.insert(gone, Change::removed());
     }
     for (name, said) in states.clamp_future_dates(OffsetDateTime::now_utc()) {
         tracing::warn!(event = "state_date_clamped", "{said}");
-        batch.insert(name.clone(), Some(states.connectors[&name].to_record()));
+        batch.insert(
+            name.clone(),
+            Change::record(states.connectors[&name].to_record()),
+        );
         // The snapshot itself must not keep the date.
         if let Some(s) = store.as_mut() {
             s.compact_soon();
         }
     }
+    // The board keeps the transitions from here on (and the store its own copy).
+    let board = history::start(std::mem::take(&mut states.history), names(&config));
     let shared = Arc::new(Shared {
         metrics: Metrics::new(
             &config.daemon.vantage,
@@ -315,7 +330,7 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
         ),
         heartbeat: Heartbeat::default(),
         faults: Faults::default(),
-        board: history::start(config.daemon.state_file.as_deref(), names(&config)),
+        board,
         states: Mutex::new(states),
         pending: Mutex::new(batch),
         store: Mutex::new(store),
@@ -369,9 +384,6 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     });
     let mut tick = tokio::time::interval(tick_every);
     let flushing = tokio::spawn(flusher(shared.clone()));
-    // The status page's history is written on a tick of its own (it limits itself further).
-    let mut history_tick = tokio::time::interval(FLUSH_TICK);
-    let mut history_error = None;
     let mut last_tick = Instant::now();
     // A reload's parsing, in flight on a blocking thread; the loop keeps ticking meanwhile.
     let mut loading: Option<JoinHandle<Result<Config, ConfigError>>> = None;
@@ -405,9 +417,6 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = history_tick.tick() => {
-                history::flush(&shared, &mut history_error, false).await;
-            }
             _ = tick.tick() => {
                 let now = Instant::now();
                 shared.metrics.ticked(now - last_tick);
@@ -438,7 +447,6 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     flushing.abort();
     shared.queue_all();
     shared.flush(true, &mut None).await;
-    history::flush(&shared, &mut history_error, true).await;
     tracing::info!(
         event = "daemon_stopped",
         abandoned_probes = abandoned,
@@ -534,7 +542,7 @@ async fn reload(
             // take: a reload that removes a few connectors of 100,000 costs a few lookups.
             for name in &removed {
                 lock(&shared.states).connectors.remove(name);
-                lock(&shared.pending).insert(name.clone(), None);
+                lock(&shared.pending).insert(name.clone(), Change::removed());
                 shared.metrics.forget(name);
                 shared.faults.forget(name);
             }
@@ -558,10 +566,15 @@ async fn reload(
     result
 }
 
-/// `state_file` changed in a reload: the new file gets every record at the next flush; an
-/// empty `state_file` stops writing. Rare, so the one pass over the states is acceptable.
+/// `state_file` changed in a reload: the new file gets every record and the board's
+/// transitions at the next flush; an empty `state_file` stops writing. Rare, so the one pass
+/// over the states is acceptable.
 fn move_state_file(shared: &Shared, path: Option<&Path>) {
-    let store = path.map(|p| Store::adopt(p, &lock(&shared.states)));
+    let store = path.map(|p| {
+        let board = shared.board.snapshot();
+        let history = board.iter().map(|(n, e)| (&**n, e.history.as_slice()));
+        Store::adopt(p, &lock(&shared.states), history)
+    });
     *lock(&shared.store) = store;
 }
 

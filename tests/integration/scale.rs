@@ -124,6 +124,103 @@ async fn kill_9_after_a_flush_keeps_failing_since_and_the_raised_alerts() {
     .await;
 }
 
+/// The status page's transitions of `name` in the state files: the snapshot's, then the
+/// journal's lines in order, as `(at, status)`.
+fn transitions(dir: &std::path::Path, name: &str) -> Vec<(i64, String)> {
+    let (snapshot, journal) = files(dir);
+    let pair = |t: &Value| (t["at"].as_i64().unwrap(), t["status"].to_string());
+    let mut out: Vec<(i64, String)> = serde_json::from_slice::<Value>(&snapshot)
+        .ok()
+        .and_then(|s| s["history"][name].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(pair)
+        .collect();
+    for line in String::from_utf8_lossy(&journal).lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["connector"] == name {
+            out.extend(v["transitions"].as_array().into_iter().flatten().map(pair));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_after_a_flush_keeps_the_status_pages_transitions() {
+    let pki = Pki::new();
+    let dir = lab_dir(&pki);
+    let leaf = pki.leaf(&LeafSpec::valid("127.0.0.1"));
+    let server = SmtpServer::start(Script::healthy(leaf.server_config()))
+        .await
+        .unwrap();
+    let cfg = config(dir.path(), free_port(), &smart("flappy", server.addr));
+    let path = dir.path().to_owned();
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !done() {
+            assert!(start.elapsed() < WAIT, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (mut d, first) = blocking({
+        let path = path.clone();
+        move || {
+            let mut d = Daemon::start(&cfg);
+            d.event("state_change", "flappy", WAIT);
+            until("the first transition written", &|| {
+                transitions(&path, "flappy").len() == 1
+            });
+            let first = transitions(&path, "flappy");
+            (d, first)
+        }
+    })
+    .await;
+    assert_eq!(first[0].1, "\"ok\"");
+    drop(server);
+    let (written, cfg) = blocking({
+        let path = path.clone();
+        move || {
+            let v = d.event("state_change", "flappy", WAIT);
+            assert_eq!(v["to"], "failing", "{v}");
+            // The failing transition goes to the journal (the snapshot exists already).
+            until("the second transition journaled", &|| {
+                transitions(&path, "flappy").len() == 2
+            });
+            let journal = String::from_utf8(files(&path).1).unwrap();
+            assert!(journal.contains("\"transitions\""), "{journal}");
+            d.signal(libc::SIGKILL);
+            drop(d);
+            (
+                transitions(&path, "flappy"),
+                config(&path, free_port(), &smart("flappy", closed_port())),
+            )
+        }
+    })
+    .await;
+    assert_eq!(written[1].1, "\"failing\"");
+    blocking(move || {
+        // A second later, so a transition made again would not have the same date.
+        std::thread::sleep(Duration::from_millis(1100));
+        let mut d = Daemon::start(&cfg);
+        for _ in 0..3 {
+            d.event("probe_result", "flappy", WAIT);
+        }
+        let (code, _, _) = d.stop(WAIT);
+        assert_eq!(code, 0);
+        // Compacted at the stop: the snapshot alone holds the timeline, as replayed.
+        let (_, journal) = files(&path);
+        assert_eq!(journal.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(
+            transitions(&path, "flappy"),
+            written,
+            "the same transitions, none made again"
+        );
+    })
+    .await;
+}
+
 /// `count` connectors to one refused port.
 fn many(count: usize, addr: SocketAddr) -> String {
     let mut text = String::new();
