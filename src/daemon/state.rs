@@ -438,11 +438,13 @@ impl Store {
     /// start: they join what the journal held, the next flush compacts (so the snapshot
     /// holds them from then on), and the file is removed once it has.
     pub fn migrate(&mut self, old: PathBuf, history: &BTreeMap<String, Vec<Transition>>) {
+        let now = unix_now();
         for (name, transitions) in history {
             let kept = self.history.entry(name.clone()).or_default();
             for t in transitions {
                 add_transition(kept, t.clone());
             }
+            prune(kept, now);
         }
         self.history_in_snapshot = true;
         self.migrated = Some(old);
