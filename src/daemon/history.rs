@@ -1,6 +1,9 @@
 //! What the status page shows, kept apart from the alerting state ([`super::state`]): the
 //! latest verdict of each connector as a compact summary, and its transitions of the last
-//! 24 hours, persisted in a small file of their own beside the state file.
+//! 24 hours. The transitions are persisted by the state files ([`super::state`]): each one
+//! goes into the same journal batch as the connector's record, and a compaction writes them
+//! all into the snapshot, so the timeline costs no file and no fsync of its own. The
+//! history file of earlier versions (`state.history.json`) is read once, see [`migrate`].
 //!
 //! Memory is the constraint (100,000 connectors within the daemon's budget), so a healthy
 //! connector's verdict is kept as a [`Latest`] of a few hundred bytes, and the whole
@@ -15,8 +18,6 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -30,9 +31,10 @@ pub const WINDOW_SECS: i64 = 24 * 3600;
 /// The most transitions kept per connector; beyond, the oldest go (a connector flapping every
 /// few minutes would otherwise grow without bound within the window).
 pub const MAX_TRANSITIONS: usize = 64;
-/// The largest history file read: 100,000 connectors of a few transitions each fit easily.
+/// The largest history file (of earlier versions) read: 100,000 connectors of a few
+/// transitions each fit easily.
 pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
-/// Bumped when the file's format changes incompatibly; an unknown version is a fresh start.
+/// The history file's format version; another is not read.
 const VERSION: u32 = 1;
 
 /// A change of a connector's status or code.
@@ -491,13 +493,10 @@ pub type Named = (Arc<str>, Arc<Entry>);
 #[derive(Debug, Default)]
 pub struct Board {
     entries: std::sync::Mutex<BTreeMap<Arc<str>, Arc<Entry>>>,
-    dirty: AtomicBool,
-    /// When the history file was last written.
-    written: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Board {
-    /// A board with the transitions of a history file, if there is one (see [`load`]).
+    /// A board with the transitions the state files held (see [`start`]).
     pub fn with_history(history: BTreeMap<String, Vec<Transition>>) -> Board {
         let entries = history
             .into_iter()
@@ -511,8 +510,6 @@ impl Board {
             .collect();
         Board {
             entries: std::sync::Mutex::new(entries),
-            dirty: AtomicBool::new(false),
-            written: Default::default(),
         }
     }
 
@@ -524,9 +521,6 @@ impl Board {
         for name in names {
             let entry = entries.remove(name).unwrap_or_default();
             kept.insert(Arc::from(name), entry);
-        }
-        if !entries.is_empty() {
-            self.dirty.store(true, Ordering::Release);
         }
         *entries = kept;
     }
@@ -543,26 +537,23 @@ impl Board {
     }
 
     /// Takes a probe's verdict of a configured connector, with the alerting state's dates
-    /// after it (Unix seconds).
-    pub fn record(&self, v: &ConnectorVerdict, dates: Dates, now: i64) {
+    /// after it (Unix seconds). Returns the transition it made, if any, for the state
+    /// journal to keep.
+    pub fn record(&self, v: &ConnectorVerdict, dates: Dates, now: i64) -> Option<Transition> {
         let latest = Latest::from_verdict(v);
         let mut entries = lock(&self.entries);
         // A connector removed by a reload while its probe ran: not shown any more.
-        let Some(old) = entries.get(v.connector.as_str()) else {
-            return;
-        };
+        let old = entries.get(v.connector.as_str())?;
         let mut history = old.history.clone();
         let changed = history
             .last()
             .is_none_or(|t| t.status != latest.status || t.code.as_deref() != latest.code());
-        if changed {
-            history.push(Transition {
-                at: now,
-                status: latest.status,
-                code: latest.code().map(Box::from),
-            });
-            self.dirty.store(true, Ordering::Release);
-        }
+        let transition = changed.then(|| Transition {
+            at: now,
+            status: latest.status,
+            code: latest.code().map(Box::from),
+        });
+        history.extend(transition.clone());
         prune(&mut history, now);
         let mut probes = old.probes;
         if let Some(i) = STATUSES.iter().position(|s| *s == latest.status) {
@@ -579,6 +570,7 @@ impl Board {
         if let Some(slot) = entries.get_mut(v.connector.as_str()) {
             *slot = Arc::new(entry);
         }
+        transition
     }
 
     /// Every connector, in name order, without holding the lock afterwards.
@@ -592,81 +584,51 @@ impl Board {
     pub fn get(&self, name: &str) -> Option<Arc<Entry>> {
         lock(&self.entries).get(name).cloned()
     }
-
-    /// Writes the history file if a transition happened since the last write, and that
-    /// write is at least `at_most_every` old. A failed write is retried at the next call.
-    pub async fn flush(&self, path: &Path, at_most_every: Duration) -> io::Result<()> {
-        if !self.dirty.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        {
-            let mut written = lock(&self.written);
-            if written.is_some_and(|t| t.elapsed() < at_most_every) {
-                return Ok(());
-            }
-            *written = Some(std::time::Instant::now());
-        }
-        self.dirty.store(false, Ordering::Release);
-        let snapshot = self.snapshot();
-        let path = path.to_owned();
-        let saved = tokio::task::spawn_blocking(move || save(&path, &snapshot))
-            .await
-            .unwrap_or_else(|e| Err(io::Error::other(e)));
-        if saved.is_err() {
-            self.dirty.store(true, Ordering::Release);
-        }
-        saved
-    }
 }
 
-/// How often the history file is written at most while the daemon runs. Every connector has
-/// a transition, so the file grows with the fleet (about 0.5 MB for 10,000, 5 MB for
-/// 100,000) and is rewritten whole: every 10 s, a fleet with a few flapping connectors wrote
-/// 4 GB a day (the daemon benchmark), where the state journal writes megabytes. Every 10
-/// minutes it is under 100 MB a day at 10,000 connectors. A crash loses at most the last ten
-/// minutes of the timeline, never what the alerts need (status, failing_since and the raised
-/// alerts are in the state journal); a stop writes it at once.
-const WRITE_EVERY: Duration = Duration::from_secs(600);
-
-/// Writes the history beside the running configuration's state file, if it has one (at
-/// most every [`WRITE_EVERY`], or now when `stopping`); says once per distinct error that it
-/// cannot.
-pub(super) async fn flush(shared: &super::Shared, last_error: &mut Option<String>, stopping: bool) {
-    let Some(state_file) = super::health::read(&shared.runtime).state_file.clone() else {
-        return;
-    };
-    let path = path_for(&state_file);
-    let every = if stopping {
-        Duration::ZERO
-    } else {
-        WRITE_EVERY
-    };
-    match shared.board.flush(&path, every).await {
-        Ok(()) => *last_error = None,
-        Err(e) => {
-            let text = e.to_string();
-            if last_error.as_deref() != Some(&text) {
-                tracing::error!(event = "history_save_failed", path = %path.display(), error = %text, "cannot write the status page's history {}: {text}", path.display());
-                *last_error = Some(text);
-            }
-        }
-    }
-}
-
-/// The board at start: the history file beside `state_file`, if any, for the configured
-/// connectors.
+/// The board at start: the transitions the state files held (see [`migrate`]), for the
+/// configured connectors.
 pub(super) fn start<'a>(
-    state_file: Option<&Path>,
+    history: BTreeMap<String, Vec<Transition>>,
     names: impl IntoIterator<Item = &'a str>,
 ) -> Board {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let (history, problem) = state_file.map_or_else(Default::default, |p| load(&path_for(p), now));
-    if let Some(p) = problem {
-        tracing::warn!(event = "history_load_failed", error = %p, "the status page's history was not read, it starts afresh: {p}");
-    }
     let board = Board::with_history(history);
     board.configure(names);
     board
+}
+
+/// Once, at start: when the snapshot has no transitions (it was written by an earlier
+/// version, or there is none), the history file earlier versions kept beside it
+/// (`state.history.json`) is read, if there is one. Its transitions join those of the
+/// journal, in `history` and in `store`; the store's next flush compacts, so the snapshot
+/// holds them from then on, and removes the file. An unusable file is logged as
+/// `history_load_failed` and left alone.
+pub(super) fn migrate(
+    store: &mut super::state::Store,
+    history: &mut BTreeMap<String, Vec<Transition>>,
+) {
+    if store.history_in_snapshot() {
+        return;
+    }
+    let path = path_for(store.path());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (old, problem) = load(&path, now);
+    if let Some(p) = problem {
+        tracing::warn!(event = "history_load_failed", error = %p, "the status page's history was not read, it starts afresh: {p}");
+        return;
+    }
+    if !path.exists() {
+        return;
+    }
+    for (name, transitions) in &old {
+        let kept = history.entry(name.clone()).or_default();
+        for t in transitions {
+            super::state::add_transition(kept, t.clone());
+        }
+        prune(kept, now);
+    }
+    tracing::info!(event = "history_migrated", path = %path.display(), connectors = old.len(), "the status page's history moves from {} into the state files", path.display());
+    store.migrate(path, &old);
 }
 
 /// Drops what the timeline no longer needs: transitions older than the window, except the
@@ -681,33 +643,20 @@ pub fn prune(history: &mut Vec<Transition>, now: i64) {
     history.drain(..drop);
 }
 
-/// Where the history lives: beside the state file, `state.json` → `state.history.json`.
+/// Where earlier versions kept the history: beside the state file, `state.json` →
+/// `state.history.json`.
 pub fn path_for(state_file: &Path) -> PathBuf {
     state_file.with_extension("history.json")
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct File<T> {
     version: u32,
     connectors: T,
 }
 
-fn save(path: &Path, snapshot: &[Named]) -> io::Result<()> {
-    let connectors: BTreeMap<&str, &[Transition]> = snapshot
-        .iter()
-        .filter(|(_, e)| !e.history.is_empty())
-        .map(|(name, e)| (&**name, e.history.as_slice()))
-        .collect();
-    let bytes = serde_json::to_vec(&File {
-        version: VERSION,
-        connectors,
-    })
-    .map_err(io::Error::other)?;
-    crate::files::replace(path, &bytes, None)
-}
-
-/// Reads a history file. A missing one is an empty history; one that cannot be used is an
-/// empty history and the reason, to log (the next write replaces it). Transitions are pruned
+/// Reads a history file of earlier versions. A missing one is an empty history; one that
+/// cannot be used is an empty history and the reason, to log. Transitions are pruned
 /// to the window and dates in the future brought back to `now`.
 pub fn load(path: &Path, now: i64) -> (BTreeMap<String, Vec<Transition>>, Option<String>) {
     let bytes = match crate::files::read_bounded(path, MAX_BYTES) {
@@ -808,7 +757,7 @@ mod tests {
     }
 
     #[test]
-    fn history_file_round_trip_and_bad_files() {
+    fn the_history_file_of_earlier_versions_is_read_and_bad_ones_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_for(&dir.path().join("state.json"));
         assert_eq!(path.file_name().unwrap(), "state.history.json");
@@ -816,18 +765,25 @@ mod tests {
         let (h, problem) = load(&path, now);
         assert!(h.is_empty() && problem.is_none(), "missing: fresh, quietly");
 
-        let board = Board::default();
-        board.configure(["a", "b"]);
-        let entry = Entry {
-            history: vec![t(now - 60, Status::Failing)],
-            ..Entry::default()
-        };
-        lock(&board.entries).insert("a".into(), Arc::new(entry));
-        save(&path, &board.snapshot()).unwrap();
+        // As the last version wrote it.
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"version":1,"connectors":{{"a":[{{"at":{},"status":"failing","code":"450 4.4.316"}}]}}}}"#,
+                now - 60
+            ),
+        )
+        .unwrap();
         let (back, problem) = load(&path, now);
         assert!(problem.is_none(), "{problem:?}");
-        assert_eq!(back.len(), 1, "connectors without history are not written");
-        assert_eq!(back["a"], vec![t(now - 60, Status::Failing)]);
+        assert_eq!(
+            back["a"],
+            vec![Transition {
+                at: now - 60,
+                status: Status::Failing,
+                code: Some("450 4.4.316".into())
+            }]
+        );
 
         std::fs::write(
             &path,
@@ -843,5 +799,55 @@ mod tests {
         std::fs::write(&path, b"{\"version\":1,\"conn").unwrap();
         let (back, problem) = load(&path, now);
         assert!(back.is_empty() && problem.is_some());
+    }
+
+    #[test]
+    fn a_board_reports_the_transitions_it_makes() {
+        let board = Board::with_history(BTreeMap::from([(
+            "a".to_owned(),
+            vec![t(1_000, Status::Ok)],
+        )]));
+        board.configure(["a"]);
+        let now = 2_000;
+        let mut v = ConnectorVerdict::new(
+            "a",
+            crate::config::TlsMode::Opportunistic,
+            crate::config::CertificateFailureCode::CertificateValidationFailed,
+            "1970-01-01T00:33:20Z".into(),
+            1.0,
+            Vec::new(),
+        );
+        v.status = Status::Ok;
+        let dates = |failing_since, at| Dates {
+            failing_since,
+            last_probe: Some(at),
+            last_success: Some(now),
+        };
+        assert_eq!(board.record(&v, dates(None, now), now), None, "still ok");
+        v.status = Status::Failing;
+        v.code = Some("450 4.4.316");
+        let made = board.record(&v, dates(Some(now + 1), now + 1), now + 1);
+        assert_eq!(
+            made,
+            Some(Transition {
+                at: now + 1,
+                status: Status::Failing,
+                code: Some("450 4.4.316".into())
+            })
+        );
+        let a = board.get("a").unwrap();
+        assert_eq!(a.history.last(), made.as_ref());
+        // What /metrics reads: probes by status, and the alerting state's dates.
+        assert_eq!(a.probes, [1, 0, 0, 1], "one ok, one failing");
+        assert_eq!(
+            (a.failing_since, a.last_probe, a.last_success),
+            (Some(now + 1), Some(now + 1), Some(now))
+        );
+        v.connector = "gone".into();
+        assert_eq!(
+            board.record(&v, dates(None, now), now),
+            None,
+            "a connector not configured makes none"
+        );
     }
 }

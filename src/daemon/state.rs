@@ -1,15 +1,20 @@
-//! What the daemon remembers per connector, and how it survives a restart.
+//! What the daemon remembers per connector, and how it survives a restart: the alerting
+//! state, and the status page's timeline (each connector's transitions, see
+//! [`super::history`]).
 //!
 //! Two files: a snapshot (`state.json`) and a journal beside it (`state.json.journal`).
 //!
-//! * The snapshot holds every connector's record. It is written whole, atomically, through
+//! * The snapshot holds every connector's record, and beside them (`history`) each one's
+//!   transitions of the last 24 hours. It is written whole, atomically, through
 //!   [`crate::files::replace`] (a fresh temporary file, fsync, rename, fsync of the
 //!   directory), so a crash mid-write leaves the previous version; and only at a compaction.
 //! * The journal is appended to: one JSON line per connector whose record changed in a way a
 //!   restart needs (status, code, `failing_since`, the alerts raised, the certificates
 //!   warned about; not `last_probe` or `last_success`, which change at every probe), at most
-//!   one batch and one fsync per flush. A connector removed from the configuration is a line
-//!   with a `null` state.
+//!   one batch and one fsync per flush. The line carries the transitions the connector made
+//!   since the last flush (`transitions`, left out when none), so the timeline costs no file
+//!   and no fsync of its own. A connector removed from the configuration is a line with a
+//!   `null` state, and its transitions go with it.
 //! * A compaction writes the snapshot afresh from the records and starts an empty journal:
 //!   when the journal outgrows twice the snapshot (at least [`JOURNAL_FLOOR`]) or
 //!   [`MAX_BYTES`], and at a clean stop (which also keeps every `last_probe`).
@@ -18,7 +23,7 @@
 //!   interrupted between its two steps, and everything in it is already in the snapshot.
 //!
 //! Loading is the snapshot, then the journal's lines in order (each line is a connector's
-//! whole record, so the last one wins). A torn last line (a crash mid-append, before its
+//! whole record, so the last one wins; its transitions are added to the connector's). A torn last line (a crash mid-append, before its
 //! fsync, so never acknowledged) is ignored; so is a line that does not parse anywhere else,
 //! with a warning; either makes the next flush a compaction, so nothing is appended after
 //! garbage. A missing snapshot is a fresh start; an unreadable, oversized or corrupted one is
@@ -34,6 +39,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::history::{Transition, prune};
 use crate::verdict::Status;
 
 /// Bumped when the format changes incompatibly; an unknown version is a fresh start.
@@ -125,6 +131,10 @@ struct StateFile {
     #[serde(default)]
     generation: u64,
     connectors: BTreeMap<String, ConnectorState>,
+    /// Absent in files written before the timeline moved into the state files (it was
+    /// `state.history.json`): then that file is read once, see [`super::history::migrate`].
+    #[serde(default)]
+    history: Option<BTreeMap<String, Vec<Transition>>>,
 }
 
 /// The first line of a journal.
@@ -133,11 +143,14 @@ struct JournalHeader {
     generation: u64,
 }
 
-/// Every other line of a journal: a connector's new record, or `null` once it is removed.
+/// Every other line of a journal: a connector's new record, or `null` once it is removed,
+/// and the transitions it made since the previous flush (none in lines written before).
 #[derive(Debug, Deserialize)]
 struct JournalLine {
     connector: String,
     state: Option<ConnectorState>,
+    #[serde(default)]
+    transitions: Vec<Transition>,
 }
 
 /// Why the state files were not (wholly) used at start.
@@ -155,10 +168,13 @@ pub enum LoadProblem {
     JournalDamaged { path: PathBuf, lines: usize },
 }
 
-/// All connectors' states.
+/// All connectors' states, and as loaded, their transitions (for the status page's board,
+/// which keeps them from then on; the daemon takes them out at start).
 #[derive(Debug, Default)]
 pub struct States {
     pub connectors: BTreeMap<String, ConnectorState>,
+    /// Oldest first, pruned to the window.
+    pub history: BTreeMap<String, Vec<Transition>>,
 }
 
 impl States {
@@ -194,9 +210,19 @@ impl States {
         clamped
     }
 
-    /// Forgets connectors that are no longer configured, and returns their names.
+    /// Forgets connectors that are no longer configured, their records and their
+    /// transitions, and returns their names.
     pub fn retain(&mut self, names: &HashSet<&str>) -> Vec<String> {
         let mut gone = Vec::new();
+        // Transitions first, each name once: one with a record is named by the records.
+        let connectors = &self.connectors;
+        self.history.retain(|name, _| {
+            let keep = names.contains(name.as_str());
+            if !keep && !connectors.contains_key(name) {
+                gone.push(name.clone());
+            }
+            keep
+        });
         self.connectors.retain(|name, _| {
             let keep = names.contains(name.as_str());
             if !keep {
@@ -208,8 +234,62 @@ impl States {
     }
 }
 
-/// A batch for [`Store::flush`]: each changed connector's record, `None` for a removed one.
-pub type Batch = HashMap<String, Option<String>>;
+/// What a flush writes of one connector.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    /// The connector's record (see [`ConnectorState::to_record`]), `None` once it is removed.
+    pub record: Option<String>,
+    /// The transitions it made since the last flush, oldest first.
+    pub transitions: Vec<Transition>,
+}
+
+impl Change {
+    pub fn record(record: String) -> Change {
+        Change {
+            record: Some(record),
+            transitions: Vec::new(),
+        }
+    }
+
+    pub fn removed() -> Change {
+        Change::default()
+    }
+}
+
+/// A batch for [`Store::flush`]: each changed connector's record and new transitions.
+pub type Batch = HashMap<String, Change>;
+
+/// Adds `t` to `history` unless it is there already: a transition can reach the store twice
+/// (a moved state file adopts the board's history while the same transitions still wait in
+/// the pending batch; a migrated history file overlaps the journal), and the timeline must
+/// not show it twice. Only the transitions not older than `t` are compared, so a flapping
+/// connector's steady stream costs one comparison each.
+pub fn add_transition(history: &mut Vec<Transition>, t: Transition) {
+    let seen = history
+        .iter()
+        .rev()
+        .take_while(|h| h.at >= t.at)
+        .any(|h| *h == t);
+    if !seen {
+        // Kept in time order, even if a clock stepped back.
+        let at = history.partition_point(|h| h.at <= t.at);
+        history.insert(at, t);
+    }
+}
+
+/// Brings `history` into shape after a load: dates in the future back to `now` (a clock
+/// that was wrong), in time order, pruned to the window.
+fn tidy(history: &mut Vec<Transition>, now: i64) {
+    for t in history.iter_mut() {
+        t.at = t.at.min(now);
+    }
+    history.sort_by_key(|t| t.at);
+    prune(history, now);
+}
+
+fn unix_now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
 
 /// What a flush did, for the logs and the benchmark.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -231,6 +311,14 @@ pub struct Store {
     journal_path: PathBuf,
     generation: u64,
     records: HashMap<String, String>,
+    /// Each connector's transitions, as the last flush left them, for the snapshot.
+    history: HashMap<String, Vec<Transition>>,
+    /// Whether the snapshot read at start had its `history`; else the first compaction
+    /// writes it (see [`super::history::migrate`]).
+    history_in_snapshot: bool,
+    /// The history file of earlier versions, read once at start: removed after the first
+    /// compaction, which holds its transitions.
+    migrated: Option<PathBuf>,
     snapshot_bytes: Option<u64>,
     journal: Option<File>,
     journal_bytes: u64,
@@ -260,11 +348,15 @@ impl Store {
                 (StateFile::default(), None)
             }
         };
+        let history_in_snapshot = file.history.is_some();
         let mut store = Store {
             path: path.to_owned(),
             journal_path: journal_path(path),
             generation: file.generation,
             records: HashMap::with_capacity(file.connectors.len()),
+            history: HashMap::new(),
+            history_in_snapshot,
+            migrated: None,
             snapshot_bytes,
             journal: None,
             journal_bytes: 0,
@@ -272,6 +364,7 @@ impl Store {
         };
         let mut states = States {
             connectors: file.connectors,
+            history: file.history.unwrap_or_default(),
         };
         match store.replay(&mut states) {
             Ok(()) => {}
@@ -283,12 +376,26 @@ impl Store {
         for (name, state) in &states.connectors {
             store.records.insert(name.clone(), state.to_record());
         }
+        let now = unix_now();
+        states.history.retain(|_, h| {
+            tidy(h, now);
+            !h.is_empty()
+        });
+        store.history = states
+            .history
+            .iter()
+            .map(|(n, h)| (n.clone(), h.clone()))
+            .collect();
         (states, store, problems)
     }
 
-    /// A store at `path` for `states` (the state file moved in a reload): the first flush
-    /// writes it whole.
-    pub fn adopt(path: &Path, states: &States) -> Store {
+    /// A store at `path` for `states` and the transitions in `history` (the state file
+    /// moved in a reload): the first flush writes it whole.
+    pub fn adopt<'a>(
+        path: &Path,
+        states: &States,
+        history: impl IntoIterator<Item = (&'a str, &'a [Transition])>,
+    ) -> Store {
         Store {
             path: path.to_owned(),
             journal_path: journal_path(path),
@@ -298,6 +405,13 @@ impl Store {
                 .iter()
                 .map(|(n, s)| (n.clone(), s.to_record()))
                 .collect(),
+            history: history
+                .into_iter()
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(n, h)| (n.to_owned(), h.to_vec()))
+                .collect(),
+            history_in_snapshot: true,
+            migrated: None,
             snapshot_bytes: None,
             journal: None,
             journal_bytes: 0,
@@ -314,6 +428,35 @@ impl Store {
         self.must_compact = true;
     }
 
+    /// Whether the snapshot read at start held the transitions (it was written by a version
+    /// that keeps them there), or this store began afresh with them.
+    pub fn history_in_snapshot(&self) -> bool {
+        self.history_in_snapshot
+    }
+
+    /// Takes the transitions of the history file of earlier versions at `old`, read once at
+    /// start: they join what the journal held, the next flush compacts (so the snapshot
+    /// holds them from then on), and the file is removed once it has.
+    pub fn migrate(&mut self, old: PathBuf, history: &BTreeMap<String, Vec<Transition>>) {
+        let now = unix_now();
+        for (name, transitions) in history {
+            let kept = self.history.entry(name.clone()).or_default();
+            for t in transitions {
+                add_transition(kept, t.clone());
+            }
+            prune(kept, now);
+        }
+        self.history_in_snapshot = true;
+        self.migrated = Some(old);
+        self.must_compact = true;
+    }
+
+    /// Whether the next flush compacts even with nothing new: the journal on disk cannot be
+    /// appended to, or a write failed.
+    pub fn must_compact(&self) -> bool {
+        self.must_compact
+    }
+
     /// Applies `batch` to the records and makes it durable: appended to the journal with one
     /// fsync, or by a compaction when one is due or `compact` asks for it. An error leaves
     /// the batch in the records and the next flush compacts, so a failed write is retried
@@ -324,12 +467,22 @@ impl Store {
         }
         let mut lines = Vec::new();
         let count = batch.len();
-        for (name, record) in batch {
-            append_line(&mut lines, &name, record.as_deref());
-            match record {
-                Some(r) => self.records.insert(name, r),
-                None => self.records.remove(&name),
+        let now = unix_now();
+        for (name, change) in batch {
+            append_line(&mut lines, &name, &change);
+            let Some(record) = change.record else {
+                self.records.remove(&name);
+                self.history.remove(&name);
+                continue;
             };
+            self.records.insert(name.clone(), record);
+            if !change.transitions.is_empty() {
+                let history = self.history.entry(name).or_default();
+                for t in change.transitions {
+                    add_transition(history, t);
+                }
+                prune(history, now);
+            }
         }
         let due = compact
             || self.must_compact
@@ -391,12 +544,18 @@ impl Store {
         crate::files::replace(&self.path, &bytes, None)?;
         self.generation = generation;
         self.snapshot_bytes = Some(bytes.len() as u64);
+        // The snapshot holds the old history file's transitions now: it is never read again.
+        if let Some(old) = self.migrated.take() {
+            let _ = std::fs::remove_file(old);
+        }
         self.journal = Some(self.start_journal()?);
         self.must_compact = false;
         Ok(bytes.len() as u64)
     }
 
-    /// The snapshot: the records in name order (a stable file that diffs well).
+    /// The snapshot: the records in name order (a stable file that diffs well), then the
+    /// transitions the same way. `history` is written even when empty: its presence says
+    /// the snapshot holds the timeline.
     fn render(&self, generation: u64) -> Vec<u8> {
         let mut names: Vec<&String> = self.records.keys().collect();
         names.sort_unstable();
@@ -404,7 +563,12 @@ impl Store {
             .records
             .iter()
             .map(|(n, r)| n.len() + r.len() + 8)
-            .sum();
+            .sum::<usize>()
+            + self
+                .history
+                .iter()
+                .map(|(n, h)| n.len() + 48 * h.len() + 8)
+                .sum::<usize>();
         let mut out = Vec::with_capacity(size + 64);
         out.extend_from_slice(
             format!("{{\"version\":{VERSION},\"generation\":{generation},\"connectors\":{{")
@@ -418,6 +582,18 @@ impl Store {
             out.extend_from_slice(json_string(name).as_bytes());
             out.push(b':');
             out.extend_from_slice(self.records[name].as_bytes());
+        }
+        out.extend_from_slice(b"\n},\n\"history\":{");
+        let mut names: Vec<&String> = self.history.keys().collect();
+        names.sort_unstable();
+        for (i, name) in names.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\n");
+            out.extend_from_slice(json_string(name).as_bytes());
+            out.push(b':');
+            serde_json::to_writer(&mut out, &self.history[name]).expect("transitions serialise");
         }
         out.extend_from_slice(b"\n}}\n");
         out
@@ -449,12 +625,23 @@ impl Store {
         for line in lines {
             let complete = line.ends_with(b"\n");
             match serde_json::from_slice::<JournalLine>(line) {
-                Ok(JournalLine { connector, state }) if complete => match state {
+                Ok(JournalLine {
+                    connector,
+                    state,
+                    transitions,
+                }) if complete => match state {
                     Some(s) => {
+                        if !transitions.is_empty() {
+                            let history = states.history.entry(connector.clone()).or_default();
+                            for t in transitions {
+                                add_transition(history, t);
+                            }
+                        }
                         states.connectors.insert(connector, s);
                     }
                     None => {
                         states.connectors.remove(&connector);
+                        states.history.remove(&connector);
                     }
                 },
                 // The last line without its newline: a crash mid-append, before the fsync
@@ -479,11 +666,15 @@ fn json_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
-fn append_line(out: &mut Vec<u8>, name: &str, record: Option<&str>) {
+fn append_line(out: &mut Vec<u8>, name: &str, change: &Change) {
     out.extend_from_slice(b"{\"connector\":");
     out.extend_from_slice(json_string(name).as_bytes());
     out.extend_from_slice(b",\"state\":");
-    out.extend_from_slice(record.unwrap_or("null").as_bytes());
+    out.extend_from_slice(change.record.as_deref().unwrap_or("null").as_bytes());
+    if change.record.is_some() && !change.transitions.is_empty() {
+        out.extend_from_slice(b",\"transitions\":");
+        serde_json::to_writer(&mut *out, &change.transitions).expect("transitions serialise");
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -535,7 +726,7 @@ mod tests {
 
     /// `states` as a snapshot of its own (and no journal), through a store.
     fn save(states: &States, path: &Path) {
-        let mut store = Store::adopt(path, states);
+        let mut store = Store::adopt(path, states, []);
         store.flush(Batch::new(), true).unwrap();
     }
 
@@ -549,7 +740,7 @@ mod tests {
     }
 
     fn one(name: &str, state: &ConnectorState) -> Batch {
-        Batch::from([(name.to_owned(), Some(state.to_record()))])
+        Batch::from([(name.to_owned(), Change::record(state.to_record()))])
     }
 
     #[test]
@@ -588,10 +779,227 @@ mod tests {
         assert_eq!(back.connectors["a"], a2);
         assert_eq!(back.connectors["b"], b);
 
-        let removed = Batch::from([("a".to_owned(), None)]);
+        let removed = Batch::from([("a".to_owned(), Change::removed())]);
         store.flush(removed, false).unwrap();
         let (back, _, _) = Store::open(&path);
         assert_eq!(back.connectors.keys().collect::<Vec<_>>(), ["b"]);
+    }
+
+    fn tr(at: i64, status: Status, code: Option<&str>) -> Transition {
+        Transition {
+            at,
+            status,
+            code: code.map(Box::from),
+        }
+    }
+
+    fn with(state: &ConnectorState, transitions: Vec<Transition>) -> Change {
+        Change {
+            record: Some(state.to_record()),
+            transitions,
+        }
+    }
+
+    #[test]
+    fn transitions_survive_a_kill_after_their_flush_and_a_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (_, mut store, _) = Store::open(&path);
+        let now = unix_now();
+        let ok = ConnectorState {
+            status: Some(Status::Ok),
+            ..Default::default()
+        };
+        let down = failing(now - 100, "450 4.4.316");
+        let first = tr(now - 200, Status::Ok, None);
+        let second = tr(now - 100, Status::Failing, Some("450 4.4.316"));
+        store
+            .flush(
+                Batch::from([("a".into(), with(&ok, vec![first.clone()]))]),
+                false,
+            )
+            .unwrap();
+        let appended = store
+            .flush(
+                Batch::from([("a".into(), with(&down, vec![second.clone()]))]),
+                false,
+            )
+            .unwrap();
+        assert!(matches!(appended, Flushed::Appended { lines: 1, .. }));
+        let journal = std::fs::read_to_string(journal_path(&path)).unwrap();
+        assert!(
+            journal
+                .lines()
+                .last()
+                .unwrap()
+                .contains(r#""transitions":[{"at":"#),
+            "the transition rides on the connector's line: {journal}"
+        );
+        // A probe that makes no transition (its state changed otherwise) keeps the timeline.
+        let mut raised = down.clone();
+        raised.raised.queue_alert = true;
+        store.flush(one("a", &raised), false).unwrap();
+
+        // kill -9 now: the snapshot has the first, the journal the second.
+        let (back, _, problems) = Store::open(&path);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(back.history["a"], [first.clone(), second.clone()]);
+        assert_eq!(back.connectors["a"], raised);
+
+        // A compaction writes them into the snapshot, and the journal starts empty.
+        store.flush(Batch::new(), true).unwrap();
+        let snapshot: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            snapshot["history"]["a"][1]["code"], "450 4.4.316",
+            "{snapshot}"
+        );
+        let (back, mut store, _) = Store::open(&path);
+        assert!(store.history_in_snapshot());
+        assert_eq!(back.history["a"], [first, second]);
+
+        // A removed connector's transitions go with its record.
+        store
+            .flush(Batch::from([("a".into(), Change::removed())]), false)
+            .unwrap();
+        let (back, mut store, _) = Store::open(&path);
+        assert!(back.history.is_empty() && back.connectors.is_empty());
+        store.flush(Batch::new(), true).unwrap();
+        let snapshot = std::fs::read_to_string(&path).unwrap();
+        assert!(!snapshot.contains("4.4.316"), "{snapshot}");
+    }
+
+    #[test]
+    fn a_transition_is_kept_once_and_in_order() {
+        let mut h = vec![tr(10, Status::Ok, None), tr(20, Status::Failing, None)];
+        add_transition(&mut h, tr(20, Status::Failing, None));
+        add_transition(&mut h, tr(10, Status::Ok, None));
+        assert_eq!(h.len(), 2, "seen already: {h:?}");
+        add_transition(&mut h, tr(15, Status::Warning, None));
+        add_transition(&mut h, tr(30, Status::Ok, None));
+        let at: Vec<i64> = h.iter().map(|t| t.at).collect();
+        assert_eq!(at, [10, 15, 20, 30]);
+
+        // A moved state file adopts the board's timeline while the same transition still
+        // waits in the batch: the snapshot has it once.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moved.json");
+        let now = unix_now();
+        let t = tr(now - 5, Status::Failing, Some("450 4.4.316"));
+        let mut states = States::default();
+        let state = failing(now - 5, "450 4.4.316");
+        states.connectors.insert("a".into(), state.clone());
+        let board = [t.clone()];
+        let mut store = Store::adopt(&path, &states, [("a", &board[..])]);
+        store
+            .flush(
+                Batch::from([("a".into(), with(&state, vec![t.clone()]))]),
+                false,
+            )
+            .unwrap();
+        let (back, _, _) = Store::open(&path);
+        assert_eq!(back.history["a"], [t]);
+    }
+
+    #[test]
+    fn a_torn_line_with_a_transition_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (_, mut store, _) = Store::open(&path);
+        let now = unix_now();
+        let a = failing(now - 50, "450 4.4.316");
+        let kept = tr(now - 50, Status::Failing, Some("450 4.4.316"));
+        store
+            .flush(
+                Batch::from([("a".into(), with(&a, vec![kept.clone()]))]),
+                false,
+            )
+            .unwrap();
+        let ok = ConnectorState {
+            status: Some(Status::Ok),
+            ..Default::default()
+        };
+        store
+            .flush(
+                Batch::from([("a".into(), with(&ok, vec![tr(now - 10, Status::Ok, None)]))]),
+                false,
+            )
+            .unwrap();
+        drop(store);
+        // The second line, torn inside its transition before the fsync.
+        let journal = journal_path(&path);
+        let text = std::fs::read(&journal).unwrap();
+        let cut = text.len() - 12;
+        std::fs::write(&journal, &text[..cut]).unwrap();
+        let (back, mut store, problems) = Store::open(&path);
+        assert!(problems.is_empty(), "a torn tail is expected: {problems:?}");
+        assert_eq!(back.connectors["a"], a, "the torn line's state is not used");
+        assert_eq!(
+            back.history["a"],
+            std::slice::from_ref(&kept),
+            "nor its transition"
+        );
+        assert!(
+            matches!(
+                store.flush(Batch::new(), false).unwrap(),
+                Flushed::Compacted { .. }
+            ),
+            "nothing is appended after the torn line"
+        );
+        let (back, _, problems) = Store::open(&path);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(back.history["a"], [kept]);
+    }
+
+    #[test]
+    fn the_history_file_of_earlier_versions_moves_into_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let now = unix_now();
+        // As the last version left them: a snapshot without history, the file beside it.
+        std::fs::write(
+            &path,
+            br#"{"version":1,"generation":3,"connectors":{"a":{"status":"ok"},"b":{"status":"ok"}}}"#,
+        )
+        .unwrap();
+        let old = crate::daemon::history::path_for(&path);
+        std::fs::write(
+            &old,
+            format!(
+                r#"{{"version":1,"connectors":{{"a":[{{"at":{},"status":"failing","code":"450 4.4.316"}},{{"at":{},"status":"ok"}}]}}}}"#,
+                now - 600,
+                now - 300
+            ),
+        )
+        .unwrap();
+        let (mut states, mut store, problems) = Store::open(&path);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(!store.history_in_snapshot());
+        crate::daemon::history::migrate(&mut store, &mut states.history);
+        let want = [
+            tr(now - 600, Status::Failing, Some("450 4.4.316")),
+            tr(now - 300, Status::Ok, None),
+        ];
+        assert_eq!(states.history["a"], want, "the board starts from it");
+        assert!(store.must_compact(), "the next flush writes the snapshot");
+        assert!(old.exists(), "kept until the snapshot holds it");
+        assert!(matches!(
+            store.flush(Batch::new(), false).unwrap(),
+            Flushed::Compacted { .. }
+        ));
+        assert!(!old.exists(), "removed once the snapshot holds it");
+        let (mut back, mut store, _) = Store::open(&path);
+        assert!(store.history_in_snapshot());
+        assert_eq!(back.history["a"], want);
+        assert_eq!(back.connectors.len(), 2);
+        // Once migrated, a file that reappears is not read again.
+        std::fs::write(
+            &old,
+            br#"{"version":1,"connectors":{"b":[{"at":1,"status":"ok"}]}}"#,
+        )
+        .unwrap();
+        crate::daemon::history::migrate(&mut store, &mut back.history);
+        assert!(!back.history.contains_key("b"));
     }
 
     #[test]
@@ -666,7 +1074,7 @@ mod tests {
                 .map(|c| {
                     let mut s = failing(1_700_000_000 + i, "450 4.4.316");
                     s.eop_status = Some(format!("450 4.4.316 Connection refused, change {i}"));
-                    (format!("flappy-{c}"), Some(s.to_record()))
+                    (format!("flappy-{c}"), Change::record(s.to_record()))
                 })
                 .collect();
             flushes.push(store.flush(batch, false).unwrap());

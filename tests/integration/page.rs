@@ -477,10 +477,12 @@ async fn the_page_and_api_are_read_only_uncached_script_free_and_history_survive
         );
     }
 
-    // A reload keeps the history; a restart reads it back before the first probe.
+    // A reload keeps the history; a restart, even after kill -9, reads it back from the
+    // state files before the first probe.
     let before2 = before.clone();
     let names = lab.names.clone();
-    let (code, _, _) = blocking(move || {
+    let state_dir = dir.path().to_owned();
+    blocking(move || {
         let mut daemon = daemon;
         daemon.signal(libc::SIGHUP);
         daemon.wait("config_reloaded", WAIT, |v| v["event"] == "config_reloaded");
@@ -492,17 +494,26 @@ async fn the_page_and_api_are_read_only_uncached_script_free_and_history_survive
                 "{name}: after a reload"
             );
         }
-        daemon.stop(WAIT)
+        // Every transition written (the snapshot, or lines of the journal), then no clean
+        // stop and no last compaction.
+        let written = Instant::now();
+        while !names.iter().all(|n| transitions_written(&state_dir, n)) {
+            assert!(
+                written.elapsed() < WAIT,
+                "transitions not in the state files"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        daemon.signal(libc::SIGKILL);
     })
     .await;
-    assert_eq!(code, 0);
-    let history_file = dir.path().join("state.history.json");
     assert!(
-        history_file.exists(),
-        "the history is written beside the state"
+        !dir.path().join("state.history.json").exists(),
+        "the history has no file of its own"
     );
     let names = lab.names.clone();
     let before2 = before.clone();
+    let state_dir = dir.path().to_owned();
     blocking(move || {
         let mut d = Daemon::start(&cfg);
         d.wait("metrics_listening", WAIT, |v| {
@@ -525,7 +536,33 @@ async fn the_page_and_api_are_read_only_uncached_script_free_and_history_survive
                 "{name}: no new transition for the same status after a restart"
             );
         }
-        d.stop(WAIT)
+        let (code, _, _) = d.stop(WAIT);
+        assert_eq!(code, 0);
+        // A clean stop compacts: the snapshot holds every timeline.
+        let snapshot: Value =
+            serde_json::from_slice(&std::fs::read(state_dir.join("state.json")).unwrap()).unwrap();
+        for name in &names {
+            assert_eq!(
+                snapshot["history"][name].as_array().map(Vec::len),
+                Some(1),
+                "{name}: {snapshot}"
+            );
+        }
     })
     .await;
+}
+
+/// Whether `name`'s transition is in the state files beside `dir`'s configuration: in the
+/// snapshot's `history`, or on a journal line of its own.
+fn transitions_written(dir: &Path, name: &str) -> bool {
+    let snapshot = std::fs::read(dir.join("state.json")).unwrap_or_default();
+    let in_snapshot = serde_json::from_slice::<Value>(&snapshot)
+        .is_ok_and(|s| s["history"][name].as_array().is_some_and(|h| !h.is_empty()));
+    let journal = std::fs::read_to_string(dir.join("state.json.journal")).unwrap_or_default();
+    in_snapshot
+        || journal.lines().any(|l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| {
+                v["connector"] == name && v["transitions"].as_array().is_some_and(|t| !t.is_empty())
+            })
+        })
 }

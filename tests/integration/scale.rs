@@ -36,7 +36,7 @@ async fn a_probe_that_changes_nothing_writes_nothing() {
     blocking(move || {
         let mut d = Daemon::start(&cfg);
         d.event("state_change", "steady", WAIT);
-        // The change is written within a second (FLUSH_EVERY); then probes every 300 ms.
+        // The change is written within a second (FLUSH_TICK); then probes every 300 ms.
         d.event("probe_result", "steady", WAIT);
         std::thread::sleep(Duration::from_millis(1500));
         let before = files(&path);
@@ -83,14 +83,23 @@ async fn kill_9_after_a_flush_keeps_failing_since_and_the_raised_alerts() {
             .unwrap()
             .to_owned();
         d.event("queue_alert", "gone", WAIT);
-        // Flushed within a second; then no clean stop, no last compaction.
-        std::thread::sleep(Duration::from_millis(1500));
+        // Flushed within the spacing of writes (5 s, after the first change's write); then
+        // no clean stop, no last compaction.
+        let flushed = std::time::Instant::now();
+        let raised = |journal: &[u8]| {
+            String::from_utf8_lossy(journal)
+                .lines()
+                .any(|l| l.contains("\"queue_alert\":true"))
+        };
+        while !raised(&files(&path).1) && flushed.elapsed() < WAIT {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         d.signal(libc::SIGKILL);
         let (_, journal) = files(&path);
-        let journal = String::from_utf8(journal).unwrap();
         assert!(
-            journal.lines().any(|l| l.contains("\"queue_alert\":true")),
-            "the raised alert is in the journal: {journal}"
+            raised(&journal),
+            "the raised alert is in the journal: {}",
+            String::from_utf8_lossy(&journal)
         );
         drop(d);
 
@@ -111,6 +120,103 @@ async fn kill_9_after_a_flush_keeps_failing_since_and_the_raised_alerts() {
         let (snapshot, _) = files(&path);
         let saved: Value = serde_json::from_slice(&snapshot).unwrap();
         assert_eq!(saved["connectors"]["gone"]["failing_since"], since.as_str());
+    })
+    .await;
+}
+
+/// The status page's transitions of `name` in the state files: the snapshot's, then the
+/// journal's lines in order, as `(at, status)`.
+fn transitions(dir: &std::path::Path, name: &str) -> Vec<(i64, String)> {
+    let (snapshot, journal) = files(dir);
+    let pair = |t: &Value| (t["at"].as_i64().unwrap(), t["status"].to_string());
+    let mut out: Vec<(i64, String)> = serde_json::from_slice::<Value>(&snapshot)
+        .ok()
+        .and_then(|s| s["history"][name].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(pair)
+        .collect();
+    for line in String::from_utf8_lossy(&journal).lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["connector"] == name {
+            out.extend(v["transitions"].as_array().into_iter().flatten().map(pair));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_after_a_flush_keeps_the_status_pages_transitions() {
+    let pki = Pki::new();
+    let dir = lab_dir(&pki);
+    let leaf = pki.leaf(&LeafSpec::valid("127.0.0.1"));
+    let server = SmtpServer::start(Script::healthy(leaf.server_config()))
+        .await
+        .unwrap();
+    let cfg = config(dir.path(), free_port(), &smart("flappy", server.addr));
+    let path = dir.path().to_owned();
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !done() {
+            assert!(start.elapsed() < WAIT, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (mut d, first) = blocking({
+        let path = path.clone();
+        move || {
+            let mut d = Daemon::start(&cfg);
+            d.event("state_change", "flappy", WAIT);
+            until("the first transition written", &|| {
+                transitions(&path, "flappy").len() == 1
+            });
+            let first = transitions(&path, "flappy");
+            (d, first)
+        }
+    })
+    .await;
+    assert_eq!(first[0].1, "\"ok\"");
+    drop(server);
+    let (written, cfg) = blocking({
+        let path = path.clone();
+        move || {
+            let v = d.event("state_change", "flappy", WAIT);
+            assert_eq!(v["to"], "failing", "{v}");
+            // The failing transition goes to the journal (the snapshot exists already).
+            until("the second transition journaled", &|| {
+                transitions(&path, "flappy").len() == 2
+            });
+            let journal = String::from_utf8(files(&path).1).unwrap();
+            assert!(journal.contains("\"transitions\""), "{journal}");
+            d.signal(libc::SIGKILL);
+            drop(d);
+            (
+                transitions(&path, "flappy"),
+                config(&path, free_port(), &smart("flappy", closed_port())),
+            )
+        }
+    })
+    .await;
+    assert_eq!(written[1].1, "\"failing\"");
+    blocking(move || {
+        // A second later, so a transition made again would not have the same date.
+        std::thread::sleep(Duration::from_millis(1100));
+        let mut d = Daemon::start(&cfg);
+        for _ in 0..3 {
+            d.event("probe_result", "flappy", WAIT);
+        }
+        let (code, _, _) = d.stop(WAIT);
+        assert_eq!(code, 0);
+        // Compacted at the stop: the snapshot alone holds the timeline, as replayed.
+        let (_, journal) = files(&path);
+        assert_eq!(journal.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(
+            transitions(&path, "flappy"),
+            written,
+            "the same transitions, none made again"
+        );
     })
     .await;
 }
