@@ -373,6 +373,122 @@ pub async fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::history::{Board, Dates};
+    use crate::verdict::{ConnectorVerdict, Stage, Status, TargetVerdict};
+
+    /// A board of `n` probed connectors (every third failing), and one named to break the
+    /// format if label values were not escaped.
+    fn board(n: usize) -> Board {
+        let mut names: Vec<String> = (0..n).map(|i| format!("c{i:05}")).collect();
+        names.push("evil\"} 1\nprobe_success{x=\"".into());
+        let board = Board::default();
+        board.configure(names.iter().map(String::as_str));
+        for (i, name) in names.iter().enumerate() {
+            let mut t = TargetVerdict::new("mail.example.com", Some([127, 0, 0, 1].into()), 25);
+            t.timings_ms.insert(Stage::Connect, 1.5);
+            t.timings_ms.insert(Stage::Tls, 12.25);
+            let mut v = ConnectorVerdict::new(
+                name,
+                crate::config::TlsMode::Opportunistic,
+                crate::config::CertificateFailureCode::CertificateValidationFailed,
+                "2026-11-30T12:00:00Z".into(),
+                14.0,
+                vec![t],
+            );
+            v.status = if i % 3 == 0 {
+                v.code = Some("450 4.4.316");
+                Status::Failing
+            } else {
+                Status::Ok
+            };
+            let dates = Dates {
+                failing_since: (i % 3 == 0).then_some(1_000),
+                last_probe: Some(2_000),
+                last_success: Some(1_500),
+            };
+            board.record(&v, dates, 2_000);
+        }
+        board
+    }
+
+    #[tokio::test]
+    async fn the_exposition_is_streamed_in_chunks_and_reads_back() {
+        let n = 3_000;
+        let board = board(n);
+        let (tx, mut rx) = mpsc::channel(4);
+        let constant = constant_labels(&[("vantage", "here")]);
+        let writer = tokio::spawn(stream(
+            board.snapshot(),
+            String::new(),
+            constant,
+            Format::Text,
+            tx,
+        ));
+        let mut chunks = 0;
+        let mut text = String::new();
+        while let Some(chunk) = rx.recv().await {
+            assert!(chunk.len() < 2 * CHUNK, "a chunk of {} bytes", chunk.len());
+            chunks += 1;
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        writer.await.unwrap();
+        assert!(chunks > 10, "{chunks} chunks for {} bytes", text.len());
+        // The hostile name stays inside its label value: its lines are the only ones that
+        // mention it, each a whole sample of its own, and nothing it says starts a line.
+        let evil: Vec<&str> = text.lines().filter(|l| l.contains("evil")).collect();
+        assert_eq!(evil.len(), 15, "{evil:#?}");
+        let escaped_name = r#"{connector="evil\"} 1\nprobe_success{x=\"","#;
+        assert!(evil.iter().all(|l| l.contains(escaped_name)), "{evil:#?}");
+        assert!(!text.lines().any(|l| l.starts_with("probe_success{x=")));
+        // prometheus-parse cannot read escaped quotes; the rest it reads as Prometheus would.
+        let scrape = prometheus_parse::Scrape::parse(
+            text.lines()
+                .filter(|l| !l.contains("evil"))
+                .map(|l| Ok(l.to_owned())),
+        )
+        .unwrap();
+        let of = |metric: &'static str| scrape.samples.iter().filter(move |s| s.metric == metric);
+        assert_eq!(of("probe_success").count(), n);
+        assert!(of("probe_success").all(|s| s.labels.get("vantage") == Some("here")));
+        assert_eq!(of("connector_probe_status").count(), 4 * n);
+        assert_eq!(of("connector_probe_stage_duration_seconds").count(), 2 * n);
+        assert_eq!(
+            of("connector_probe_code_info").count(),
+            n.div_ceil(3),
+            "only the failing connectors"
+        );
+        let tls = of("connector_probe_stage_duration_seconds")
+            .find(|s| s.labels.get("stage") == Some("tls"))
+            .unwrap();
+        assert!(
+            matches!(tls.value, prometheus_parse::Value::Gauge(v) if (v - 0.01225).abs() < 1e-4)
+        );
+    }
+
+    #[tokio::test]
+    async fn openmetrics_ends_with_eof_and_names_counters_without_total() {
+        let text = collect(
+            board(3).snapshot(),
+            String::new(),
+            String::new(),
+            Format::OpenMetrics,
+        )
+        .await;
+        assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains("# TYPE connector_probe_probes counter\n"));
+        assert!(text.contains(
+            "\nconnector_probe_probes_total{connector=\"c00000\",status=\"failing\"} 1\n"
+        ));
+        let plain = collect(
+            board(3).snapshot(),
+            String::new(),
+            String::new(),
+            Format::Text,
+        )
+        .await;
+        assert!(!plain.contains("# EOF"));
+        assert!(plain.contains("# TYPE connector_probe_probes_total counter\n"));
+    }
 
     #[test]
     fn label_values_are_escaped() {
