@@ -396,3 +396,43 @@ fn a_fleet_is_read_in_batches_of_at_most_a_thousand() {
     let split = format!("{}[daemon]\n{}", fleet(3), fleet(2));
     assert_eq!(batches(&scan(&split).unwrap(), BATCH).len(), 2);
 }
+
+/// Pieces of configuration, good and bad, that the property below strings together in any
+/// order: every document it makes must read the same through both paths.
+const PIECES: &[&str] = &[
+    "[[connector]]\nname = \"a\"\nsmart_hosts = [\"127.0.0.1\"]\n",
+    "[[connector]]\nname = \"b\"\nmx_domain = \"example.com\"\n",
+    "[[ connector ]] # c\nname = \"c\"\nsmart_hosts = [\n  \"127.0.0.2\",\n]\n",
+    "[connector.timeouts]\ndns = \"2s\"\n",
+    "timeouts.connect = \"3s\"\n",
+    "port = 2526\n",
+    "[defaults]\nport = 2525\n",
+    "[defaults.timeouts]\nbanner = \"9s\"\n",
+    "[daemon]\nconcurrency = 7\n",
+    "[daemon]\nstate_file = '''\n[[connector]]\n[defaults]\n'''\n",
+    "[dns]\nnameservers = [\n[\"127.0.0.53\"],\n]\n",
+    "connector = []\n",
+    "defaults.interval = \"1h\"\n",
+    "# [[connector]] [defaults]\n",
+    "\n",
+    "[connector]\n",
+    "[tls]\nrevocation = \"off\"\n",
+    "helo_name = \"\"\"\n[[connector]]\n\"\"\"\n",
+    "name = \"z\"\n",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn any_arrangement_of_pieces_reads_the_same_both_ways(
+        picks in proptest::collection::vec(0..PIECES.len(), 0..12),
+        crlf in proptest::bool::ANY,
+    ) {
+        let mut text: String = picks.iter().map(|&i| PIECES[i]).collect();
+        if crlf {
+            text = text.replace('\n', "\r\n");
+        }
+        assert_same("arrangement", &text, Path::new("/etc/connector-probe/p.toml"));
+    }
+}
