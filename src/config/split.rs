@@ -6,8 +6,8 @@
 //! it; at 100,000 connectors that is some 350 MB of heap for a 6.8 MB file, and glibc keeps it.
 //! Here the scan reads the lexer as an iterator and keeps only the segments' byte ranges, and
 //! each batch's tokens and tree are freed before the next one is read. At 100,000 connectors
-//! `check-config`'s peak RSS went from 233 MiB to 124 MiB and its heap peak from 285 MB to
-//! 95 MB (heaptrack), in the same time.
+//! `check-config`'s peak RSS went from 233 MiB to 124 MiB, its heap peak from 285 MB to 95 MB
+//! (heaptrack), its CPU time from 0.71 s to 0.52 s. A file with an error pays for both reads.
 //!
 //! The fast path is only taken where it cannot change the result: anything the scan does not
 //! understand, and every error of any part, makes [`parse`] return `None`, and the caller
