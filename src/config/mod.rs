@@ -10,6 +10,7 @@ mod error;
 mod hosts;
 mod locate;
 mod raw;
+mod split;
 mod validate;
 
 use std::net::{IpAddr, SocketAddr};
@@ -283,6 +284,12 @@ impl Config {
 
     /// Validates configuration text; `file` names it in errors and base for relative paths.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        Self::parse_with(text, file, true)
+    }
+
+    /// [`Config::parse`], with the batched fast path or without it (for the tests that hold
+    /// the two to the same result).
+    fn parse_with(text: &str, file: &Path, fast: bool) -> Result<Config, ConfigError> {
         let locator = Locator::new(text);
         let located =
             |span: Option<std::ops::Range<usize>>, key: Option<String>, message: String| {
@@ -301,7 +308,11 @@ impl Config {
                     message,
                 }
             };
-        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+        // A large file is read in batches of connectors (`split`); anything unusual and every
+        // error is left to the parse of the whole document, whose errors are the ones located.
+        let fast = if fast { split::parse(text) } else { None };
+        let whole = || toml::from_str::<raw::RawConfig>(text);
+        let raw = fast.map_or_else(whole, Ok).map_err(|e| {
             let message = e.message().trim().to_owned();
             let Some(span) = e.span() else {
                 // toml gives no place for a key nested beyond its recursion limit; the
