@@ -290,6 +290,12 @@ impl Config {
     /// [`Config::parse`], with the batched fast path or without it (for the tests that hold
     /// the two to the same result).
     fn parse_with(text: &str, file: &Path, fast: bool) -> Result<Config, ConfigError> {
+        // A large file is read in batches of connectors, each validated as it is read
+        // (`split`); anything unusual and every error is left to the parse of the whole
+        // document, whose errors are the ones located.
+        if let Some(config) = fast.then(|| split::load(text, file)).flatten() {
+            return Ok(config);
+        }
         let locator = Locator::new(text);
         let located =
             |span: Option<std::ops::Range<usize>>, key: Option<String>, message: String| {
@@ -308,11 +314,7 @@ impl Config {
                     message,
                 }
             };
-        // A large file is read in batches of connectors (`split`); anything unusual and every
-        // error is left to the parse of the whole document, whose errors are the ones located.
-        let fast = if fast { split::parse(text) } else { None };
-        let whole = || toml::from_str::<raw::RawConfig>(text);
-        let raw = fast.map_or_else(whole, Ok).map_err(|e| {
+        let raw = toml::from_str::<raw::RawConfig>(text).map_err(|e| {
             let message = e.message().trim().to_owned();
             let Some(span) = e.span() else {
                 // toml gives no place for a key nested beyond its recursion limit; the

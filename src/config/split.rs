@@ -26,7 +26,10 @@ use serde::Deserialize;
 use toml_parser::Source;
 use toml_parser::lexer::{Lexer, Token, TokenKind};
 
+use std::path::Path;
+
 use super::raw::{RawConfig, RawConnector};
+use super::{Config, validate};
 
 /// Connectors deserialized at once: small enough that a batch's tokens and tree are a few
 /// hundred kilobytes, large enough that the per-batch cost does not show in the load time.
@@ -42,27 +45,78 @@ struct RawBatch {
 
 /// The file read through the fast path, or `None` when the whole-document parse must decide
 /// (a file without connector segments, anything unusual, any error).
+/// The configuration, validated, when the fast path can take `text` and it is valid; `None`
+/// otherwise (the caller parses the whole document, whose errors are the ones reported).
+/// Each batch is validated as it is read and dropped, so the raw form of every connector is
+/// never held at once: at 100,000 connectors that was 40 MB on top of the result, and every
+/// reload of a running daemon paid it again.
+pub fn load(text: &str, file: &Path) -> Option<Config> {
+    let config = read(
+        text,
+        BATCH,
+        |rest| validate::settings(rest, file).ok(),
+        |config: &mut Config, batch| {
+            for rc in batch {
+                let i = config.connectors.len();
+                match validate::connector_at(&rc, &config.defaults, i) {
+                    Ok(c) => config.connectors.push(c),
+                    Err(_) => return false,
+                }
+            }
+            true
+        },
+    )?;
+    // A name twice is an error, which the whole document's validation reports.
+    let mut seen = std::collections::HashSet::with_capacity(config.connectors.len());
+    let unique = config
+        .connectors
+        .iter()
+        .all(|c| seen.insert(c.name.as_str()));
+    drop(seen);
+    unique.then_some(config)
+}
+
+/// The raw configuration by the fast path (the tests compare it with the whole parse's).
+#[cfg(test)]
 pub fn parse(text: &str) -> Option<RawConfig> {
     parse_batched(text, BATCH)
 }
 
+#[cfg(test)]
 fn parse_batched(text: &str, batch: usize) -> Option<RawConfig> {
+    read(text, batch, Some, |raw: &mut RawConfig, part| {
+        raw.connectors.extend(part);
+        true
+    })
+}
+
+/// Reads `text` by the fast path: the rest (everything but the connectors) to `first`,
+/// then the connectors in batches of at most `batch` to `each`, in file order. `None` when
+/// the fast path cannot take the text, a part does not parse, or a callback says no.
+fn read<T>(
+    text: &str,
+    batch: usize,
+    first: impl FnOnce(RawConfig) -> Option<T>,
+    mut each: impl FnMut(&mut T, Vec<RawConnector>) -> bool,
+) -> Option<T> {
     let segments = scan(text)?;
     if segments.is_empty() {
         return None;
     }
-    let mut raw: RawConfig = toml::from_str(&rest(text, &segments)).ok()?;
+    let raw: RawConfig = toml::from_str(&rest(text, &segments)).ok()?;
     // The scan refuses a top-level `connector` key outside the segments; this is the same
     // guard from the other side, should serde ever see one.
     if !raw.connectors.is_empty() {
         return None;
     }
-    raw.connectors.reserve_exact(segments.len());
+    let mut out = first(raw)?;
     for range in batches(&segments, batch) {
         let part: RawBatch = toml::from_str(&text[range]).ok()?;
-        raw.connectors.extend(part.connectors);
+        if !each(&mut out, part.connectors) {
+            return None;
+        }
     }
-    Some(raw)
+    Some(out)
 }
 
 /// The text without its connector segments: each segment's bytes, newlines included, become

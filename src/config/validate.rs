@@ -37,7 +37,30 @@ const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
     tls: Duration::from_secs(30),
 };
 
-pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, Invalid> {
+pub fn validate(mut raw: RawConfig, file: &Path) -> Result<Config, Invalid> {
+    let connectors = std::mem::take(&mut raw.connectors);
+    let mut config = settings(raw, file)?;
+    config.connectors.reserve_exact(connectors.len());
+    // A set, not a scan of the connectors so far: that was quadratic, 10 s at 100,000.
+    let mut seen: HashSet<&str> = HashSet::with_capacity(connectors.len());
+    for (i, rc) in connectors.iter().enumerate() {
+        let c = connector_at(rc, &config.defaults, i)?;
+        if !seen.insert(rc.name.as_str()) {
+            return Err((
+                KeyPath::root().key("connector").index(i).key("name"),
+                format!(
+                    "duplicate connector name {:?}; names must be unique",
+                    c.name
+                ),
+            ));
+        }
+        config.connectors.push(c);
+    }
+    Ok(config)
+}
+
+/// Everything but the connectors (`raw`'s are not looked at).
+pub fn settings(raw: RawConfig, file: &Path) -> Result<Config, Invalid> {
     let root = KeyPath::root();
     let base = file.parent().unwrap_or(Path::new("."));
     let builtin = builtin_settings();
@@ -47,31 +70,23 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, Invalid> {
     };
     let tls = tls_config(&raw.tls, base, &root.key("tls"))?;
     let daemon = daemon_config(&raw.daemon, &root.key("daemon"))?;
-    let mut connectors: Vec<Connector> = Vec::with_capacity(raw.connectors.len());
-    // A set, not a scan of the connectors so far: that was quadratic, 10 s at 100,000.
-    let mut seen: HashSet<&str> = HashSet::with_capacity(raw.connectors.len());
-    for (i, rc) in raw.connectors.iter().enumerate() {
-        let at = root.key("connector").index(i);
-        let c = connector(rc, &defaults, &at)?;
-        if !seen.insert(rc.name.as_str()) {
-            return Err((
-                at.key("name"),
-                format!(
-                    "duplicate connector name {:?}; names must be unique",
-                    c.name
-                ),
-            ));
-        }
-        connectors.push(c);
-    }
     Ok(Config {
         source: file.to_owned(),
         defaults,
         dns,
         tls,
         daemon,
-        connectors,
+        connectors: Vec::new(),
     })
+}
+
+/// The `i`th `[[connector]]`, against `defaults`.
+pub fn connector_at(
+    rc: &RawConnector,
+    defaults: &Settings,
+    i: usize,
+) -> Result<Connector, Invalid> {
+    connector(rc, defaults, &KeyPath::root().key("connector").index(i))
 }
 
 fn builtin_settings() -> Settings {
