@@ -15,6 +15,7 @@ mod validate;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
@@ -185,7 +186,9 @@ pub struct Connector {
     pub name: String,
     pub route: Route,
     pub tls_domain: Option<TlsDomain>,
-    pub settings: Settings,
+    /// Shared by every connector whose settings are the defaults' (most of them): at
+    /// 100,000 connectors a copy each was 23 MB.
+    pub settings: Arc<Settings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -51,14 +51,18 @@ struct RawBatch {
 /// never held at once: at 100,000 connectors that was 40 MB on top of the result, and every
 /// reload of a running daemon paid it again.
 pub fn load(text: &str, file: &Path) -> Option<Config> {
-    let config = read(
+    let (config, _) = read(
         text,
         BATCH,
-        |rest| validate::settings(rest, file).ok(),
-        |config: &mut Config, batch| {
+        |rest| {
+            let config = validate::settings(rest, file).ok()?;
+            let shared = std::sync::Arc::new(config.defaults.clone());
+            Some((config, shared))
+        },
+        |(config, shared): &mut (Config, std::sync::Arc<crate::config::Settings>), batch| {
             for rc in batch {
                 let i = config.connectors.len();
-                match validate::connector_at(&rc, &config.defaults, i) {
+                match validate::connector_at(&rc, shared, i) {
                     Ok(c) => config.connectors.push(c),
                     Err(_) => return false,
                 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,8 +44,9 @@ pub fn validate(mut raw: RawConfig, file: &Path) -> Result<Config, Invalid> {
     config.connectors.reserve_exact(connectors.len());
     // A set, not a scan of the connectors so far: that was quadratic, 10 s at 100,000.
     let mut seen: HashSet<&str> = HashSet::with_capacity(connectors.len());
+    let shared = Arc::new(config.defaults.clone());
     for (i, rc) in connectors.iter().enumerate() {
-        let c = connector_at(rc, &config.defaults, i)?;
+        let c = connector_at(rc, &shared, i)?;
         if !seen.insert(rc.name.as_str()) {
             return Err((
                 KeyPath::root().key("connector").index(i).key("name"),
@@ -83,7 +85,7 @@ pub fn settings(raw: RawConfig, file: &Path) -> Result<Config, Invalid> {
 /// The `i`th `[[connector]]`, against `defaults`.
 pub fn connector_at(
     rc: &RawConnector,
-    defaults: &Settings,
+    defaults: &Arc<Settings>,
     i: usize,
 ) -> Result<Connector, Invalid> {
     connector(rc, defaults, &KeyPath::root().key("connector").index(i))
@@ -401,7 +403,7 @@ fn vantage(raw: Option<&str>) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-fn connector(rc: &RawConnector, defaults: &Settings, at: &KeyPath) -> Result<Connector, Invalid> {
+fn connector(rc: &RawConnector, defaults: &Arc<Settings>, at: &KeyPath) -> Result<Connector, Invalid> {
     let name_ok = !rc.name.is_empty()
         && rc.name.len() <= 128
         && rc
@@ -417,7 +419,12 @@ fn connector(rc: &RawConnector, defaults: &Settings, at: &KeyPath) -> Result<Con
             ),
         ));
     }
-    let settings = merge(defaults, &rc.overrides(), at)?;
+    let merged = merge(defaults, &rc.overrides(), at)?;
+    let settings = if merged == **defaults {
+        defaults.clone()
+    } else {
+        Arc::new(merged)
+    };
     let route = match (&rc.smart_hosts, &rc.mx_domain) {
         (Some(_), Some(_)) => {
             return Err((

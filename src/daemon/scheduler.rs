@@ -384,7 +384,7 @@ mod tests {
         // Half removed, one changed: the removed are probed no more.
         let keep: Vec<&str> = refs[..25].to_vec();
         let mut next = connectors(&keep, "60s");
-        next[0].settings.interval = Duration::from_secs(10);
+        Arc::make_mut(&mut next[0].settings).interval = Duration::from_secs(10);
         let (changes, removed) = s.apply(next);
         assert_eq!(
             (changes.added, changes.changed, changes.removed),

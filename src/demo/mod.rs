@@ -208,7 +208,7 @@ impl Lab {
                 tls_domain: def
                     .tls_domain
                     .map(|d| TlsDomain::parse(d).expect("catalogue domains are valid")),
-                settings: lab_settings(def.mode, def.cert_code, route.1),
+                settings: lab_settings(def.mode, def.cert_code, route.1).into(),
             };
             cases.push((def, connector));
         }

@@ -192,7 +192,7 @@ fn from_line(config: &Config, e: &Explained) -> Result<Connector, String> {
         name: "from-line".to_owned(),
         route,
         tls_domain,
-        settings,
+        settings: settings.into(),
     })
 }
 

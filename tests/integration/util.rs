@@ -32,7 +32,7 @@ pub fn connector_to(addr: std::net::SocketAddr, mode: TlsMode, timeouts: Timeout
             port: Some(addr.port()),
         }]),
         tls_domain: None,
-        settings: settings(mode, timeouts),
+        settings: settings(mode, timeouts).into(),
     }
 }
 
