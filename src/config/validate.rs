@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
@@ -403,7 +403,11 @@ fn vantage(raw: Option<&str>) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-fn connector(rc: &RawConnector, defaults: &Arc<Settings>, at: &KeyPath) -> Result<Connector, Invalid> {
+fn connector(
+    rc: &RawConnector,
+    defaults: &Arc<Settings>,
+    at: &KeyPath,
+) -> Result<Connector, Invalid> {
     let name_ok = !rc.name.is_empty()
         && rc.name.len() <= 128
         && rc

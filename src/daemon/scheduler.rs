@@ -57,6 +57,12 @@ pub type OnPanic = Arc<dyn Fn(&str, &str) + Send + Sync>;
 /// every probe cannot spin.
 pub const RESTART_AFTER: Duration = Duration::from_secs(1);
 
+/// Probes are started in waves at most this far apart: everything due within it starts
+/// together. Probes started one by one, a few milliseconds apart, each woke the runtime for
+/// every step of its dialogue alone; started together they share the wake-ups, as a
+/// `probe --all` cycle does. A probe starts at most this late.
+const WAVE: Duration = Duration::from_secs(1);
+
 /// A configured connector. `generation` changes when its settings do, so a queue entry or a
 /// probe of the settings before is recognised and dropped.
 struct Slot {
@@ -235,6 +241,8 @@ async fn drive(
 ) -> JoinSet<Done> {
     let mut running: JoinSet<Done> = JoinSet::new();
     let mut names: HashMap<tokio::task::Id, (Arc<str>, u64)> = HashMap::new();
+    // When the last wave of probes started.
+    let mut wave: Option<Instant> = None;
     loop {
         let next = {
             let now = Instant::now();
@@ -255,8 +263,11 @@ async fn drive(
                 });
                 names.insert(handle.id(), (name.clone(), generation));
                 plan.running.insert(name, handle);
+                wave = Some(now);
             }
-            plan.due.peek().map(|Reverse((at, ..))| *at)
+            // What falls due within [`WAVE`] of the last wave waits for the next one.
+            let at = plan.due.peek().map(|Reverse((at, ..))| *at);
+            at.map(|at| wave.map_or(at, |w| at.max(w + WAVE)))
         };
         let sleep = tokio::time::sleep_until(
             next.unwrap_or_else(|| crate::clock::deadline(Duration::from_secs(3600))),

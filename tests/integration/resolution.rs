@@ -147,7 +147,9 @@ async fn dns_bounds_leave_the_rest_reported_not_probed() {
             .address("many.lab.test", IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)));
     }
     let mut c = named("many.lab.test", server.addr.port(), TlsMode::Opportunistic);
-    std::sync::Arc::make_mut(&mut c.settings).bounds.max_addresses_per_host = 1;
+    std::sync::Arc::make_mut(&mut c.settings)
+        .bounds
+        .max_addresses_per_host = 1;
     let v = probe(&lab.config, &c).await;
     assert_eq!(v.targets.len(), 1, "{:#?}", v.targets);
     assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
@@ -163,7 +165,9 @@ async fn dns_bounds_leave_the_rest_reported_not_probed() {
         lab.dns.address(&mx, V4);
     }
     let mut c = named("wide.lab.test", server.addr.port(), TlsMode::Opportunistic);
-    std::sync::Arc::make_mut(&mut c.settings).bounds.max_mx_hosts = 3;
+    std::sync::Arc::make_mut(&mut c.settings)
+        .bounds
+        .max_mx_hosts = 3;
     std::sync::Arc::make_mut(&mut c.settings).bounds.max_targets = 2;
     let v = probe(&lab.config, &c).await;
     let hosts: Vec<&str> = v.targets.iter().map(|t| t.host.as_str()).collect();
