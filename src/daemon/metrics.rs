@@ -1,10 +1,12 @@
-//! Prometheus metrics (through prometheus-client) and the `/metrics` + `/healthz` endpoint.
+//! The `/metrics` + `/healthz` endpoint, and the daemon-wide metrics (through
+//! prometheus-client).
 //!
 //! Where blackbox_exporter has a metric with the same meaning, its name is used
 //! (`probe_success`, `probe_duration_seconds`, `probe_ssl_earliest_cert_expiry`), so existing
 //! dashboards and alert rules work. Those are per target, as in blackbox_exporter; the
-//! connector-level view is under `connector_probe_*`. Series of removed connectors and of
-//! targets that no longer exist are deleted, not left stale.
+//! connector-level view is under `connector_probe_*`. Both are written from the status
+//! page's board at each scrape ([`super::exposition`]), so series of removed connectors and
+//! of targets that no longer exist are simply not written, never left stale.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
