@@ -358,7 +358,8 @@ fn write_header(out: &mut String, family: &Family, format: Format) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// The whole exposition of `entries` as one string (tests and tools; the daemon streams).
+/// The whole exposition of `entries` as one string, for the tests (the daemon streams).
+#[cfg(test)]
 pub async fn collect(
     entries: Vec<Named>,
     head: String,

@@ -124,17 +124,6 @@ impl Metrics {
         }
     }
 
-    /// The whole exposition of the daemon-wide series and of `board`'s connectors.
-    pub async fn encode(&self, board: &super::history::Board, format: Format) -> String {
-        super::exposition::collect(
-            board.snapshot(),
-            self.head(format),
-            self.constant.clone(),
-            format,
-        )
-        .await
-    }
-
     pub fn set_connectors(&self, n: usize) {
         self.connectors.set(n as i64);
     }
