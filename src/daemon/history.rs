@@ -631,6 +631,17 @@ pub(super) fn migrate(
     store.migrate(path, &old);
 }
 
+/// Brings `history` into shape after a load: dates in the future back to `now` (a clock
+/// that was wrong), in time order (a file written by hand may be out of order; the timeline
+/// needs it sorted), pruned to the window.
+pub fn tidy(history: &mut Vec<Transition>, now: i64) {
+    for t in history.iter_mut() {
+        t.at = t.at.min(now);
+    }
+    history.sort_by_key(|t| t.at);
+    prune(history, now);
+}
+
 /// Drops what the timeline no longer needs: transitions older than the window, except the
 /// last of them (the status at the window's start), and the oldest beyond
 /// [`MAX_TRANSITIONS`].
@@ -673,12 +684,7 @@ pub fn load(path: &Path, now: i64) -> (BTreeMap<String, Vec<Transition>>, Option
         Err(e) => return (BTreeMap::new(), Some(format!("{}: {e}", path.display()))),
     };
     for history in file.values_mut() {
-        for t in history.iter_mut() {
-            t.at = t.at.min(now);
-        }
-        // A file written by hand may be out of order; the timeline needs it sorted.
-        history.sort_by_key(|t| t.at);
-        prune(history, now);
+        tidy(history, now);
     }
     (file, None)
 }

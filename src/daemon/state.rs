@@ -277,16 +277,6 @@ pub fn add_transition(history: &mut Vec<Transition>, t: Transition) {
     }
 }
 
-/// Brings `history` into shape after a load: dates in the future back to `now` (a clock
-/// that was wrong), in time order, pruned to the window.
-fn tidy(history: &mut Vec<Transition>, now: i64) {
-    for t in history.iter_mut() {
-        t.at = t.at.min(now);
-    }
-    history.sort_by_key(|t| t.at);
-    prune(history, now);
-}
-
 fn unix_now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -378,7 +368,7 @@ impl Store {
         }
         let now = unix_now();
         states.history.retain(|_, h| {
-            tidy(h, now);
+            super::history::tidy(h, now);
             !h.is_empty()
         });
         store.history = states
@@ -557,8 +547,6 @@ impl Store {
     /// transitions the same way. `history` is written even when empty: its presence says
     /// the snapshot holds the timeline.
     fn render(&self, generation: u64) -> Vec<u8> {
-        let mut names: Vec<&String> = self.records.keys().collect();
-        names.sort_unstable();
         let size: usize = self
             .records
             .iter()
@@ -574,27 +562,13 @@ impl Store {
             format!("{{\"version\":{VERSION},\"generation\":{generation},\"connectors\":{{")
                 .as_bytes(),
         );
-        for (i, name) in names.into_iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"\n");
-            out.extend_from_slice(json_string(name).as_bytes());
-            out.push(b':');
-            out.extend_from_slice(self.records[name].as_bytes());
-        }
+        object_members(&mut out, &self.records, |out, record| {
+            out.extend_from_slice(record.as_bytes());
+        });
         out.extend_from_slice(b"\n},\n\"history\":{");
-        let mut names: Vec<&String> = self.history.keys().collect();
-        names.sort_unstable();
-        for (i, name) in names.into_iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"\n");
-            out.extend_from_slice(json_string(name).as_bytes());
-            out.push(b':');
-            serde_json::to_writer(&mut out, &self.history[name]).expect("transitions serialise");
-        }
+        object_members(&mut out, &self.history, |out, history| {
+            serde_json::to_writer(out, history).expect("transitions serialise");
+        });
         out.extend_from_slice(b"\n}}\n");
         out
     }
@@ -659,6 +633,25 @@ impl Store {
                 lines,
             }]),
         }
+    }
+}
+
+/// The members of a JSON object, one a line, in name order: `"name":value,…`.
+fn object_members<V>(
+    out: &mut Vec<u8>,
+    members: &HashMap<String, V>,
+    value: impl Fn(&mut Vec<u8>, &V),
+) {
+    let mut names: Vec<&String> = members.keys().collect();
+    names.sort_unstable();
+    for (i, name) in names.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\n");
+        out.extend_from_slice(json_string(name).as_bytes());
+        out.push(b':');
+        value(out, &members[name]);
     }
 }
 
