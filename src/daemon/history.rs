@@ -543,7 +543,8 @@ impl Board {
         let latest = Latest::from_verdict(v);
         let mut entries = lock(&self.entries);
         // A connector removed by a reload while its probe ran: not shown any more.
-        let old = entries.get(v.connector.as_str())?;
+        let slot = entries.get_mut(v.connector.as_str())?;
+        let old = &**slot;
         let mut history = old.history.clone();
         let changed = history
             .last()
@@ -567,9 +568,7 @@ impl Board {
             probes,
             history,
         };
-        if let Some(slot) = entries.get_mut(v.connector.as_str()) {
-            *slot = Arc::new(entry);
-        }
+        *slot = Arc::new(entry);
         transition
     }
 
