@@ -519,8 +519,11 @@ impl Board {
         let mut entries = lock(&self.entries);
         let mut kept = BTreeMap::new();
         for name in names {
-            let entry = entries.remove(name).unwrap_or_default();
-            kept.insert(Arc::from(name), entry);
+            // The old key kept: a reload of 100,000 connectors allocates no new names.
+            let (key, entry) = entries
+                .remove_entry(name)
+                .unwrap_or_else(|| (Arc::from(name), Arc::default()));
+            kept.insert(key, entry);
         }
         *entries = kept;
     }

@@ -193,14 +193,30 @@ impl Shared {
         changed || lock(&self.store).as_ref().is_some_and(Store::must_compact)
     }
 
-    /// Every connector's record into the next flush: at a clean stop, so the snapshot keeps
-    /// `last_probe` and `last_success` too.
-    fn queue_all(&self) {
-        let states = lock(&self.states);
-        let mut pending = lock(&self.pending);
-        for (name, state) in &states.connectors {
-            // Keeping the transitions that wait in the batch.
-            pending.entry(name.clone()).or_default().record = Some(state.to_record());
+    /// At a clean stop, once the probes have ended: the batch and every connector's record
+    /// as it is now, in one compaction (see [`Store::flush_at_stop`]).
+    async fn flush_at_stop(self: &Arc<Self>) {
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        let shared = self.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut store = lock(&shared.store);
+            let store = store.as_mut()?;
+            let states = lock(&shared.states);
+            Some((
+                store.path().to_owned(),
+                store.flush_at_stop(batch, &states.connectors),
+            ))
+        })
+        .await;
+        match written {
+            Ok(Some((_, Ok(flushed)))) => self.metrics.state_written(flushed),
+            Ok(Some((path, Err(e)))) => {
+                tracing::error!(event = "state_save_failed", path = %path.display(), error = %e, "cannot write the state file {}: {e}", path.display());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(event = "state_save_failed", error = %e, "cannot write the state file: {e}");
+            }
         }
     }
 }
@@ -449,8 +465,7 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     }
     // The flusher's batch in flight, if any, finishes first: the store is taken in turn.
     flushing.abort();
-    shared.queue_all();
-    shared.flush(true, &mut None).await;
+    shared.flush_at_stop().await;
     tracing::info!(
         event = "daemon_stopped",
         abandoned_probes = abandoned,
@@ -460,9 +475,10 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
 }
 
 /// Gives the memory freed after a load back to the system. Parsing a large configuration
-/// takes several times the memory the result keeps (the TOML document, its tokens), and
-/// glibc's allocator keeps freed memory for reuse, so without this the daemon would sit at
-/// its parse's peak until it exits.
+/// takes several times the memory the result keeps (the TOML document, its tokens). The
+/// Rust heap is mimalloc's (see `main.rs`), which returns freed pages by itself; glibc's
+/// holds what the C libraries allocate (OpenSSL), and keeps freed memory for reuse unless
+/// trimmed.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.

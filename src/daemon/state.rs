@@ -293,6 +293,32 @@ pub enum Flushed {
     Compacted { bytes: u64 },
 }
 
+/// What the store keeps of one connector.
+#[derive(Debug, Default)]
+struct Kept {
+    /// As written (see [`ConnectorState::to_record`]); `None` for a connector with
+    /// transitions but no record (its record was never written, e.g. migrated history).
+    record: Option<Box<str>>,
+    /// Oldest first, pruned to the window.
+    history: Vec<Transition>,
+}
+
+impl Kept {
+    fn set_record(&mut self, record: String) {
+        self.record = Some(record.into_boxed_str());
+    }
+
+    /// Adds transitions, keeping the list pruned and no larger than it needs to be: a
+    /// one-element list grown by `push` would reserve four.
+    fn add(&mut self, transitions: impl IntoIterator<Item = Transition>, now: i64) {
+        for t in transitions {
+            add_transition(&mut self.history, t);
+        }
+        prune(&mut self.history, now);
+        self.history.shrink_to_fit();
+    }
+}
+
 /// The writer of the state files. It keeps each connector's record as it last wrote it, so
 /// a compaction needs nothing from the daemon's shared state (and holds none of its locks).
 #[derive(Debug)]
@@ -300,9 +326,10 @@ pub struct Store {
     path: PathBuf,
     journal_path: PathBuf,
     generation: u64,
-    records: HashMap<String, String>,
-    /// Each connector's transitions, as the last flush left them, for the snapshot.
-    history: HashMap<String, Vec<Transition>>,
+    /// Each connector's record and transitions as the last flush left them, for the
+    /// snapshot: one entry per connector, not a map each (at 100,000 connectors the second
+    /// map's keys and table were 10 MB).
+    kept: HashMap<Box<str>, Kept>,
     /// Whether the snapshot read at start had its `history`; else the first compaction
     /// writes it (see [`super::history::migrate`]).
     history_in_snapshot: bool,
@@ -343,8 +370,7 @@ impl Store {
             path: path.to_owned(),
             journal_path: journal_path(path),
             generation: file.generation,
-            records: HashMap::with_capacity(file.connectors.len()),
-            history: HashMap::new(),
+            kept: HashMap::with_capacity(file.connectors.len()),
             history_in_snapshot,
             migrated: None,
             snapshot_bytes,
@@ -364,18 +390,16 @@ impl Store {
             }
         }
         for (name, state) in &states.connectors {
-            store.records.insert(name.clone(), state.to_record());
+            store.kept_mut(name).set_record(state.to_record());
         }
         let now = unix_now();
         states.history.retain(|_, h| {
             super::history::tidy(h, now);
             !h.is_empty()
         });
-        store.history = states
-            .history
-            .iter()
-            .map(|(n, h)| (n.clone(), h.clone()))
-            .collect();
+        for (name, history) in &states.history {
+            store.kept_mut(name).history = history.clone();
+        }
         (states, store, problems)
     }
 
@@ -386,27 +410,62 @@ impl Store {
         states: &States,
         history: impl IntoIterator<Item = (&'a str, &'a [Transition])>,
     ) -> Store {
-        Store {
+        let mut store = Store {
             path: path.to_owned(),
             journal_path: journal_path(path),
             generation: 0,
-            records: states
-                .connectors
-                .iter()
-                .map(|(n, s)| (n.clone(), s.to_record()))
-                .collect(),
-            history: history
-                .into_iter()
-                .filter(|(_, h)| !h.is_empty())
-                .map(|(n, h)| (n.to_owned(), h.to_vec()))
-                .collect(),
+            kept: HashMap::with_capacity(states.connectors.len()),
             history_in_snapshot: true,
             migrated: None,
             snapshot_bytes: None,
             journal: None,
             journal_bytes: 0,
             must_compact: true,
+        };
+        for (name, state) in &states.connectors {
+            store.kept_mut(name).set_record(state.to_record());
         }
+        for (name, h) in history.into_iter().filter(|(_, h)| !h.is_empty()) {
+            store.kept_mut(name).history = h.to_vec();
+        }
+        store
+    }
+
+    fn kept_mut(&mut self, name: &str) -> &mut Kept {
+        // Looked up before inserting: most calls find the connector, and need no new key.
+        if !self.kept.contains_key(name) {
+            self.kept.insert(Box::from(name), Kept::default());
+        }
+        self.kept.get_mut(name).expect("just inserted")
+    }
+
+    /// At a clean stop: `batch` (its transitions and removals) and every connector's
+    /// record as `states` hold it now, written by a compaction, so the snapshot keeps
+    /// `last_probe` and `last_success` too (a journal line is written only for a change a
+    /// restart needs). The records are replaced in place, one at a time: no batch holding a
+    /// copy of the whole fleet's records.
+    pub fn flush_at_stop(
+        &mut self,
+        batch: Batch,
+        states: &BTreeMap<String, ConnectorState>,
+    ) -> io::Result<Flushed> {
+        let now = unix_now();
+        for (name, change) in batch {
+            if change.record.is_none() {
+                self.kept.remove(name.as_str());
+            } else if !change.transitions.is_empty() {
+                self.kept_mut(&name).add(change.transitions, now);
+            }
+        }
+        for (name, state) in states {
+            self.kept_mut(name).set_record(state.to_record());
+        }
+        let result = self.compact().map(|bytes| Flushed::Compacted { bytes });
+        if result.is_err() {
+            self.must_compact = true;
+            self.journal = None;
+        }
+        result
     }
 
     pub fn path(&self) -> &Path {
@@ -430,11 +489,7 @@ impl Store {
     pub fn migrate(&mut self, old: PathBuf, history: &BTreeMap<String, Vec<Transition>>) {
         let now = unix_now();
         for (name, transitions) in history {
-            let kept = self.history.entry(name.clone()).or_default();
-            for t in transitions {
-                add_transition(kept, t.clone());
-            }
-            prune(kept, now);
+            self.kept_mut(name).add(transitions.iter().cloned(), now);
         }
         self.history_in_snapshot = true;
         self.migrated = Some(old);
@@ -461,17 +516,13 @@ impl Store {
         for (name, change) in batch {
             append_line(&mut lines, &name, &change);
             let Some(record) = change.record else {
-                self.records.remove(&name);
-                self.history.remove(&name);
+                self.kept.remove(name.as_str());
                 continue;
             };
-            self.records.insert(name.clone(), record);
+            let kept = self.kept_mut(&name);
+            kept.set_record(record);
             if !change.transitions.is_empty() {
-                let history = self.history.entry(name).or_default();
-                for t in change.transitions {
-                    add_transition(history, t);
-                }
-                prune(history, now);
+                kept.add(change.transitions, now);
             }
         }
         let due = compact
@@ -547,26 +598,31 @@ impl Store {
     /// transitions the same way. `history` is written even when empty: its presence says
     /// the snapshot holds the timeline.
     fn render(&self, generation: u64) -> Vec<u8> {
-        let size: usize = self
-            .records
+        let mut kept: Vec<(&str, &Kept)> = self.kept.iter().map(|(n, k)| (&**n, k)).collect();
+        kept.sort_unstable_by_key(|(n, _)| *n);
+        let size: usize = kept
             .iter()
-            .map(|(n, r)| n.len() + r.len() + 8)
-            .sum::<usize>()
-            + self
-                .history
-                .iter()
-                .map(|(n, h)| n.len() + 48 * h.len() + 8)
-                .sum::<usize>();
+            .map(|(n, k)| {
+                2 * n.len() + k.record.as_ref().map_or(0, |r| r.len()) + 48 * k.history.len() + 16
+            })
+            .sum();
         let mut out = Vec::with_capacity(size + 64);
         out.extend_from_slice(
             format!("{{\"version\":{VERSION},\"generation\":{generation},\"connectors\":{{")
                 .as_bytes(),
         );
-        object_members(&mut out, &self.records, |out, record| {
+        let records = kept
+            .iter()
+            .filter_map(|(n, k)| Some((*n, k.record.as_deref()?)));
+        object_members(&mut out, records, |out, record| {
             out.extend_from_slice(record.as_bytes());
         });
         out.extend_from_slice(b"\n},\n\"history\":{");
-        object_members(&mut out, &self.history, |out, history| {
+        let history = kept
+            .iter()
+            .filter(|(_, k)| !k.history.is_empty())
+            .map(|(n, k)| (*n, k.history.as_slice()));
+        object_members(&mut out, history, |out, history| {
             serde_json::to_writer(out, history).expect("transitions serialise");
         });
         out.extend_from_slice(b"\n}}\n");
@@ -636,22 +692,20 @@ impl Store {
     }
 }
 
-/// The members of a JSON object, one a line, in name order: `"name":value,…`.
-fn object_members<V>(
+/// The members of a JSON object, one a line, in the order given: `"name":value,…`.
+fn object_members<'a, V>(
     out: &mut Vec<u8>,
-    members: &HashMap<String, V>,
-    value: impl Fn(&mut Vec<u8>, &V),
+    members: impl Iterator<Item = (&'a str, V)>,
+    value: impl Fn(&mut Vec<u8>, V),
 ) {
-    let mut names: Vec<&String> = members.keys().collect();
-    names.sort_unstable();
-    for (i, name) in names.into_iter().enumerate() {
+    for (i, (name, v)) in members.enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"\n");
         out.extend_from_slice(json_string(name).as_bytes());
         out.push(b':');
-        value(out, &members[name]);
+        value(out, v);
     }
 }
 
