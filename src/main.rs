@@ -18,19 +18,10 @@ use connector_probe::shard::Shard;
 use connector_probe::{demo, explain, report};
 use connector_probe::{output, say};
 
-// mimalloc, not glibc's allocator: measured at 100,000 connectors, the daemon spent 0.08 ms
-// of its 0.76 ms per probe in glibc's malloc and free (a large, long-lived heap: bins to
-// search, chunks to consolidate) against 0.03 ms in a `probe --all` cycle; with mimalloc
-// (and `PURGE_DELAY`) the daemon's CPU per probe fell by a fifth and its RSS by 30 MB.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
 
-/// mimalloc's `mi_option_purge_delay` (its place in `mi_option_t`, which `libmimalloc-sys`
-/// does not name). By default freed pages go back to the system a second later, and only
-/// when the thread that freed them allocates again: the blocking thread that parsed a
-/// 100,000-connector configuration then sat on 36 MB. 0 returns them at once; measured,
-/// no CPU cost per probe.
-const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+#[global_allocator]
+static ALLOCATOR: allocator::Chosen = allocator::Chosen;
 
 /// `probe` exit code for a bad configuration, an unknown connector or an internal error.
 const UNKNOWN: u8 = 3;
@@ -139,8 +130,6 @@ enum ImportSource {
 }
 
 fn main() -> ExitCode {
-    // SAFETY: sets one of the allocator's global options, before any other thread exists.
-    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
     // Usage errors exit 3 ("unknown"), not clap's 2: under the monitoring-plugin convention of
     // `probe`, 2 means a failing connector, and a mistyped check command must not page anyone
     // as if mail were bouncing. `--help` and `--version` still exit 0.

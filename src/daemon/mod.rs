@@ -475,10 +475,10 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
 }
 
 /// Gives the memory freed after a load back to the system. Parsing a large configuration
-/// takes several times the memory the result keeps (the TOML document, its tokens). The
-/// Rust heap is mimalloc's (see `main.rs`), which returns freed pages by itself; glibc's
-/// holds what the C libraries allocate (OpenSSL), and keeps freed memory for reuse unless
-/// trimmed.
+/// takes several times the memory the result keeps (the TOML document, its tokens). In the
+/// daemon the Rust heap is mimalloc's (see `src/allocator.rs`), which returns freed pages by
+/// itself; glibc's holds what the C libraries allocate (OpenSSL), and keeps freed memory for
+/// reuse unless trimmed (and is the whole heap when a test runs the daemon in-process).
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.

@@ -848,6 +848,59 @@ mod tests {
     }
 
     #[test]
+    fn a_clean_stop_writes_the_live_records_the_batch_transitions_and_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (_, mut store, _) = Store::open(&path);
+        let now = unix_now();
+        let at = |t: i64| Some(OffsetDateTime::from_unix_timestamp(t).unwrap());
+        let ok = |probe: i64| ConnectorState {
+            status: Some(Status::Ok),
+            last_success: at(probe),
+            last_probe: at(probe),
+            ..Default::default()
+        };
+        let first = tr(now - 300, Status::Ok, None);
+        store
+            .flush(
+                Batch::from([
+                    ("a".into(), with(&ok(now - 300), vec![first.clone()])),
+                    ("gone".into(), with(&ok(now - 300), Vec::new())),
+                ]),
+                false,
+            )
+            .unwrap();
+        // Waiting at the stop: a's transition to failing, and gone's removal. The live
+        // states are newer than the batch's record (probes that changed nothing durable).
+        let down = failing(now - 100, "450 4.4.316");
+        let second = tr(now - 100, Status::Failing, Some("450 4.4.316"));
+        let batch = Batch::from([
+            ("a".into(), with(&down, vec![second.clone()])),
+            ("gone".into(), Change::removed()),
+        ]);
+        let live_a = ConnectorState {
+            last_probe: at(now - 5),
+            ..down.clone()
+        };
+        let live = BTreeMap::from([
+            ("a".to_owned(), live_a.clone()),
+            ("b".to_owned(), ok(now - 2)),
+        ]);
+        let written = store.flush_at_stop(batch, &live).unwrap();
+        assert!(matches!(written, Flushed::Compacted { .. }), "{written:?}");
+        let journal = std::fs::read_to_string(journal_path(&path)).unwrap();
+        assert_eq!(journal.lines().count(), 1, "the header alone: {journal}");
+        let (back, _, problems) = Store::open(&path);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            back.connectors, live,
+            "the live records, the removed one gone"
+        );
+        assert_eq!(back.history["a"], [first, second]);
+        assert!(!back.history.contains_key("gone"));
+    }
+
+    #[test]
     fn transitions_survive_a_kill_after_their_flush_and_a_compaction() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
