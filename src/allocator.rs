@@ -25,8 +25,9 @@ const MIMALLOC: u8 = 2;
 
 static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
 
-/// mimalloc's `mi_option_purge_delay` (its place in `mi_option_t`, which `libmimalloc-sys`
-/// does not name). By default freed pages go back to the system a second later, and only
+/// mimalloc's `mi_option_purge_delay`: its place in `mi_option_t` of the mimalloc v3
+/// sources that `libmimalloc-sys` 0.1.49 builds (the crate does not name it; Cargo.lock
+/// pins the version, and a bump must check this number). By default freed pages go back to the system a second later, and only
 /// when the thread that freed them allocates again: the blocking thread that parsed a
 /// 100,000-connector configuration then sat on 36 MB. 0 returns them at once; measured,
 /// no CPU cost per probe.
@@ -127,6 +128,9 @@ extern "C" fn choose(argc: c_int, argv: *const *const c_char, _envp: *const *con
     }
 }
 
+// glibc only: it passes `argc`, `argv` and `envp` to these functions, musl passes nothing
+// (elsewhere every process keeps glibc's, or the system's, allocator).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static CHOOSE: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = choose;
