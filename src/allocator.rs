@@ -4,9 +4,10 @@
 //! Measured (benches/RESULTS.md and the README's daemon section): at 100,000 connectors the
 //! daemon spent 0.08 ms of its 0.76 ms per probe in glibc's malloc and free (a large,
 //! long-lived heap: bins to search, chunks to consolidate), against 0.03 ms in a
-//! `probe --all` cycle; with mimalloc its CPU per probe fell by a fifth and its RSS by
-//! 30 MB. But a one-shot `probe` paid about 0.8 ms more per run with mimalloc (its
-//! per-thread setup), which a command run every minute by a monitoring system should not.
+//! `probe --all` cycle; with mimalloc its CPU per probe went from 0.72 to 0.60 ms and its
+//! steady-state RSS fell by about 30 MB (A/B runs). But a one-shot `probe` paid about
+//! 0.8 ms more per run with mimalloc (its per-thread setup), which a command run every
+//! minute by a monitoring system should not.
 //!
 //! The choice is made before `main`, from the process's arguments, by a function in
 //! `.init_array` (glibc passes it `argc`, `argv`). Every allocation asks [`MODE`]; the first
@@ -26,11 +27,11 @@ const MIMALLOC: u8 = 2;
 static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
 
 /// mimalloc's `mi_option_purge_delay`: its place in `mi_option_t` of the mimalloc v3
-/// sources that `libmimalloc-sys` 0.1.49 builds (the crate does not name it; Cargo.lock
-/// pins the version, and a bump must check this number). By default freed pages go back to the system a second later, and only
-/// when the thread that freed them allocates again: the blocking thread that parsed a
-/// 100,000-connector configuration then sat on 36 MB. 0 returns them at once; measured,
-/// no CPU cost per probe.
+/// sources that `libmimalloc-sys` 0.1.49 builds (the crate does not name it; Cargo.lock pins
+/// the version, and a bump must check this number). By default freed pages go back to the
+/// system a second later, and only when the thread that freed them allocates again: the
+/// blocking thread that parsed a 100,000-connector configuration then sat on 36 MB. 0
+/// returns them at once; measured, no CPU cost per probe.
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 pub struct Chosen;

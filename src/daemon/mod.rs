@@ -157,9 +157,11 @@ impl Shared {
         }
     }
 
-    /// Writes the records changed since the last flush; `compact` rewrites the snapshot
-    /// too. The disk is written on a blocking thread, by the store alone.
-    async fn flush(self: &Arc<Self>, compact: bool, last_error: &mut Option<String>) {
+    /// Writes the records changed since the last flush. `at_stop`, once the probes have
+    /// ended: with every connector's record as it is now, in one compaction (see
+    /// [`Store::flush_at_stop`]). The disk is written on a blocking thread, by the store
+    /// alone.
+    async fn flush(self: &Arc<Self>, at_stop: bool, last_error: &mut Option<String>) {
         let batch = std::mem::take(&mut *lock(&self.pending));
         let shared = self.clone();
         let written = tokio::task::spawn_blocking(move || {
@@ -167,7 +169,12 @@ impl Shared {
             let Some(store) = store.as_mut() else {
                 return (PathBuf::new(), Ok(Flushed::Nothing));
             };
-            (store.path().to_owned(), store.flush(batch, compact))
+            let flushed = if at_stop {
+                store.flush_at_stop(batch, &lock(&shared.states).connectors)
+            } else {
+                store.flush(batch, false)
+            };
+            (store.path().to_owned(), flushed)
         })
         .await
         .unwrap_or_else(|e| (PathBuf::new(), Err(std::io::Error::other(e))));
@@ -191,33 +198,6 @@ impl Shared {
     fn has_pending(&self) -> bool {
         let changed = !lock(&self.pending).is_empty();
         changed || lock(&self.store).as_ref().is_some_and(Store::must_compact)
-    }
-
-    /// At a clean stop, once the probes have ended: the batch and every connector's record
-    /// as it is now, in one compaction (see [`Store::flush_at_stop`]).
-    async fn flush_at_stop(self: &Arc<Self>) {
-        let batch = std::mem::take(&mut *lock(&self.pending));
-        let shared = self.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            let mut store = lock(&shared.store);
-            let store = store.as_mut()?;
-            let states = lock(&shared.states);
-            Some((
-                store.path().to_owned(),
-                store.flush_at_stop(batch, &states.connectors),
-            ))
-        })
-        .await;
-        match written {
-            Ok(Some((_, Ok(flushed)))) => self.metrics.state_written(flushed),
-            Ok(Some((path, Err(e)))) => {
-                tracing::error!(event = "state_save_failed", path = %path.display(), error = %e, "cannot write the state file {}: {e}", path.display());
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(event = "state_save_failed", error = %e, "cannot write the state file: {e}");
-            }
-        }
     }
 }
 
@@ -465,7 +445,7 @@ pub async fn run(path: &Path, shard: Option<Shard>) -> ExitCode {
     }
     // The flusher's batch in flight, if any, finishes first: the store is taken in turn.
     flushing.abort();
-    shared.flush_at_stop().await;
+    shared.flush(true, &mut None).await;
     tracing::info!(
         event = "daemon_stopped",
         abandoned_probes = abandoned,

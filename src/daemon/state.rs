@@ -451,16 +451,32 @@ impl Store {
     ) -> io::Result<Flushed> {
         let now = unix_now();
         for (name, change) in batch {
-            if change.record.is_none() {
-                self.kept.remove(name.as_str());
-            } else if !change.transitions.is_empty() {
-                self.kept_mut(&name).add(change.transitions, now);
-            }
+            self.apply(&name, change, now);
         }
         for (name, state) in states {
             self.kept_mut(name).set_record(state.to_record());
         }
         let result = self.compact().map(|bytes| Flushed::Compacted { bytes });
+        self.settle(result)
+    }
+
+    /// Takes one connector's change into what the store keeps: its new record and
+    /// transitions, or its removal.
+    fn apply(&mut self, name: &str, change: Change, now: i64) {
+        let Some(record) = change.record else {
+            self.kept.remove(name);
+            return;
+        };
+        let kept = self.kept_mut(name);
+        kept.set_record(record);
+        if !change.transitions.is_empty() {
+            kept.add(change.transitions, now);
+        }
+    }
+
+    /// After a write: a failed one leaves the changes in what the store keeps, and the next
+    /// flush compacts, so they are retried whole, never lost from memory.
+    fn settle(&mut self, result: io::Result<Flushed>) -> io::Result<Flushed> {
         if result.is_err() {
             self.must_compact = true;
             self.journal = None;
@@ -515,15 +531,7 @@ impl Store {
         let now = unix_now();
         for (name, change) in batch {
             append_line(&mut lines, &name, &change);
-            let Some(record) = change.record else {
-                self.kept.remove(name.as_str());
-                continue;
-            };
-            let kept = self.kept_mut(&name);
-            kept.set_record(record);
-            if !change.transitions.is_empty() {
-                kept.add(change.transitions, now);
-            }
+            self.apply(&name, change, now);
         }
         let due = compact
             || self.must_compact
@@ -537,11 +545,7 @@ impl Store {
                 bytes: lines.len() as u64,
             })
         };
-        if result.is_err() {
-            self.must_compact = true;
-            self.journal = None;
-        }
-        result
+        self.settle(result)
     }
 
     fn compaction_threshold(&self) -> u64 {
